@@ -1,0 +1,60 @@
+"""threadlab's web server: ``create_app()`` builds it; ``threadlab serve`` runs it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_data_dir() -> Path:
+    """Per-user: ``$THREADLAB_DATA_DIR``, else ``$XDG_DATA_HOME/threadlab`` or ~/.local/share/threadlab."""
+    if os.environ.get("THREADLAB_DATA_DIR"):
+        return Path(os.environ["THREADLAB_DATA_DIR"])
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "threadlab"
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app. ``test_config`` overrides the defaults below (tests use temp folders)."""
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app.config.from_mapping(
+        DATA_DIR=str(default_data_dir()),
+        LESSONS_DIR=str(ROOT / "lessons"),
+        HOST="127.0.0.1",
+        PORT=8765,
+        ACCESS_TOKEN=None,  # set when serving beyond loopback (see app/cli.py)
+        RUN_TIME_LIMIT=300.0,  # seconds; DESIGN.md's default
+        MAX_LIVE_RUNS=8,  # a 2-core machine runs 8 small lessons well; more just queue for the CPU
+        MAX_SOCKETS=48,  # each open websocket holds a server thread (gthread); see app/serve.py
+        SAMPLE_INTERVAL=0.1,  # seconds between thread snapshots in each lesson
+        MAX_CONTENT_LENGTH=64 * 1024,  # a run's parameters fit in far less
+        SOCK_SERVER_OPTIONS={"ping_interval": 20, "max_message_size": 64 * 1024},
+    )
+    if test_config:
+        app.config.from_mapping(test_config)
+    data_dir = Path(app.config["DATA_DIR"])
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    from . import security, sockets, views
+    from .registry import Registry
+    from .runs import RunManager
+
+    app.secret_key = security.read_or_create_secret(data_dir / "secret_key")
+    app.config.update(SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True)
+    app.extensions["threadlab.registry"] = Registry(Path(app.config["LESSONS_DIR"]))
+    app.extensions["threadlab.runs"] = RunManager(
+        data_dir, time_limit=app.config["RUN_TIME_LIMIT"], max_live=app.config["MAX_LIVE_RUNS"],
+        sample_interval=app.config["SAMPLE_INTERVAL"],
+    )
+    security.init_app(app)
+    sockets.init_app(app)
+    app.register_blueprint(views.bp)
+    from . import filters
+
+    filters.init_app(app)
+    return app

@@ -1,0 +1,88 @@
+"""``threadlab``: one command for people and scripts.
+
+    threadlab serve [--host 127.0.0.1] [--port 8765] [--data-dir DIR]
+    threadlab list
+    threadlab run 03 --producers 2 --consumers 4 --duration 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from . import ROOT, create_app, default_data_dir
+from .registry import Registry
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .security import read_or_create_secret
+    from .serve import serve
+
+    data_dir = Path(args.data_dir or default_data_dir())
+    config = {"DATA_DIR": str(data_dir), "HOST": args.host, "PORT": args.port}
+    url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/"
+    if not _is_loopback(args.host):
+        # Beyond loopback only with a token: kept in a 0600 file, never in argv or the process list.
+        config["ACCESS_TOKEN"] = read_or_create_secret(data_dir / "access_token")
+        print(f"threadlab is open to the network at {url}")
+        print(f"Give students this one-time link: {url}?token=<the token in {data_dir / 'access_token'}>")
+    else:
+        print(f"threadlab: open {url}")
+    print(f"data: {data_dir}   stop: Ctrl-C", flush=True)
+    serve(create_app(config), args.host, args.port)
+    return 0
+
+
+def cmd_list(_: argparse.Namespace) -> int:
+    for lesson in Registry(ROOT / "lessons").all():
+        note = "" if lesson.available else f"  (needs {', '.join(lesson.requires)})"
+        print(f"{lesson.number}  {lesson.title}{note}")
+    return 0
+
+
+def run_lesson(key: str, passthrough: list[str]) -> int:
+    """Run a lesson in the foreground with human-readable output; its exit code is ours."""
+    lesson = Registry(ROOT / "lessons").get(key)
+    if lesson is None:
+        print(f"no lesson {key!r}; try --list", file=sys.stderr)
+        return 2
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    try:
+        return subprocess.call([sys.executable, "-m", f"lessons.{lesson.id}", *passthrough], cwd=ROOT, env=env)
+    except KeyboardInterrupt:
+        return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="threadlab", description="Learn Python threading by watching it.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="start the dashboard")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (loopback by default)")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--data-dir", help="where runs are kept (default: per-user data folder)")
+    sub.add_parser("list", help="list the lessons")
+    run = sub.add_parser("run", help="run one lesson here; flags after the id go to the lesson")
+    run.add_argument("lesson", help="two-digit number or full name")
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "run":
+        return run_lesson(args.lesson, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return {"serve": cmd_serve, "list": cmd_list}[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""One run's events: appended by its reader thread, read by any number of viewers at their own pace.
+
+Every event is written to ``events.jsonl`` (one JSON object a line, carrying its ``seq``) *before*
+viewers are told about it, so what a page shows is always on disk. Viewers pull: each remembers the
+last ``seq`` it has and asks for what came after, from a bounded in-memory tail when it is recent
+and from the file (through an index of line offsets) when it has fallen behind. Nobody pushes into a
+viewer's queue, so a slow viewer costs only itself and loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from array import array
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+TAIL = 4096  # recent events kept parsed in memory; about one second of a flood
+
+
+class EventLog:
+    def __init__(self, path: Path, *, live: bool) -> None:
+        self.path = Path(path)
+        self._offsets = array("q")  # byte offset of each event's line, by seq
+        self._tail: deque[tuple[bytes, dict[str, Any]]] = deque(maxlen=TAIL)
+        # _changed guards _offsets/_tail/closed; viewers wait on it for new events or the end.
+        self._changed = threading.Condition()
+        self.closed = not live
+        self._file = open(self.path, "ab") if live else None  # noqa: SIM115 - open for the run's life
+        self._size = self._file.tell() if live else 0
+        if not live:
+            self._index_existing()
+
+    def _index_existing(self) -> None:
+        offset = 0
+        try:
+            with open(self.path, "rb") as f:
+                for line in f:
+                    if line.endswith(b"\n"):  # a torn last line (crash mid-write) is not an event
+                        self._offsets.append(offset)
+                    offset += len(line)
+        except FileNotFoundError:
+            pass
+        self._size = offset
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def append(self, items: list[tuple[bytes, dict[str, Any]]]) -> None:
+        """Write a batch (raw line without newline, parsed event) in one write, then wake viewers."""
+        if not items or self._file is None:
+            return
+        data = b"".join(line + b"\n" for line, _ in items)
+        self._file.write(data)
+        self._file.flush()
+        with self._changed:
+            offset = self._size
+            for line, event in items:
+                self._offsets.append(offset)
+                offset += len(line) + 1
+                self._tail.append((line, event))
+            self._size = offset
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """The run has ended: make the file durable and tell waiting viewers there is no more."""
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+        with self._changed:
+            self.closed = True
+            self._changed.notify_all()
+
+    def wait(self, after: int, timeout: float) -> bool:
+        """Block until an event with seq > ``after`` exists or the log is closed; True if either."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self._offsets) > after + 1 or self.closed, timeout)
+
+    def read(self, after: int, limit: int = 10_000) -> list[tuple[bytes, dict[str, Any] | None]]:
+        """Up to ``limit`` events with seq > ``after``: ``(raw line, parsed or None)``.
+
+        Parsed events come from the tail; older ones are read raw from disk and parsed on demand.
+        """
+        with self._changed:
+            count = len(self._offsets)
+            start = after + 1
+            end = min(count, start + limit)
+            if start >= end:
+                return []
+            tail_first = count - len(self._tail)
+            if start >= tail_first:
+                return [self._tail[i - tail_first] for i in range(start, end)]
+            first_offset = self._offsets[start]
+            last_offset = self._offsets[end] if end < count else self._size
+        with open(self.path, "rb") as f:
+            f.seek(first_offset)
+            data = f.read(last_offset - first_offset)
+        return [(line, None) for line in data.split(b"\n")[: end - start]]
+
+
+def parsed(item: tuple[bytes, dict[str, Any] | None]) -> dict[str, Any]:
+    """The event of a ``read()`` item, parsing it if it came from disk."""
+    line, event = item
+    return event if event is not None else json.loads(line)

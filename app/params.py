@@ -1,0 +1,104 @@
+"""Validating a run's parameters against the lesson's own parser, before anything starts.
+
+Values arrive as JSON (typed) or from the page's form (strings). Each is checked with the rule the
+lesson declared (type, bounds, choices); the first problem raises :class:`ParamError` naming the
+field, so the API answers 400 and the page shows the message beside that field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from .registry import Lesson, Param
+
+MAX_TEXT = 200  # characters in one text parameter; lessons take names and modes, not documents
+MAX_NUMBER_TEXT = 30  # digits and signs in a number; refuses "1" followed by a million zeros
+
+
+class ParamError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _convert(param: Param, raw: Any) -> Any:
+    if param.type == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in ("on", "true", "1", "yes"):
+            return True
+        if isinstance(raw, str) and raw.lower() in ("", "off", "false", "0", "no"):
+            return False
+        raise ParamError(param.name, "expected true or false")
+    if isinstance(raw, bool):
+        raise ParamError(param.name, f"expected {param.type}, got a boolean")
+    if param.type in ("int", "float"):
+        if isinstance(raw, float) and param.type == "int":
+            raise ParamError(param.name, "expected a whole number")
+        if not isinstance(raw, (int, float, str)):
+            raise ParamError(param.name, f"expected a number, got {type(raw).__name__}")
+        text = str(raw).strip()
+        if not text:
+            raise ParamError(param.name, "a value is required")
+        if len(text) > MAX_NUMBER_TEXT:
+            raise ParamError(param.name, "number too long")
+        try:
+            value = (param.converter or float)(text) if param.type == "float" else (param.converter or int)(text)
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+            raise ParamError(param.name, str(exc) or f"expected {param.type}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParamError(param.name, "expected a finite number")
+        return value
+    if not isinstance(raw, (str, int, float)):
+        raise ParamError(param.name, f"expected text, got {type(raw).__name__}")
+    text = str(raw)
+    if len(text) > MAX_TEXT or "\x00" in text:
+        raise ParamError(param.name, f"at most {MAX_TEXT} characters of text")
+    if param.type == "choice":
+        for choice in param.choices or ():
+            if str(choice) == text:
+                return choice
+        raise ParamError(param.name, f"choose one of {', '.join(map(str, param.choices or ()))}")
+    if param.converter not in (None, str):
+        try:
+            return param.converter(text)
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+            raise ParamError(param.name, str(exc) or "invalid value") from None
+    return text
+
+
+def validate(lesson: Lesson, raw: Mapping[str, Any], *, from_form: bool = False) -> dict[str, Any]:
+    """Checked values for every parameter (defaults filled in), keyed by name.
+
+    A form leaves an unchecked checkbox out, so there a missing bool means False.
+    """
+    unknown = sorted(set(raw) - {p.name for p in lesson.params})
+    if unknown:
+        raise ParamError(unknown[0], "unknown parameter")
+    values: dict[str, Any] = {}
+    for param in lesson.params:
+        if param.name in raw:
+            values[param.name] = _convert(param, raw[param.name])
+        elif param.type == "bool" and from_form:
+            values[param.name] = False
+        else:
+            values[param.name] = param.default
+    return values
+
+
+def to_argv(lesson: Lesson, values: Mapping[str, Any]) -> list[str]:
+    """The lesson's command-line flags for ``values``: ``--name=value``, so a value starting with
+    ``-`` can never be read as another option."""
+    argv: list[str] = []
+    for param in lesson.params:
+        value = values.get(param.name, param.default)
+        if param.type == "bool":
+            if bool(value) != bool(param.default):  # store_true and store_false alike
+                argv.append(param.flag)
+        elif value is not None:
+            argv.append(f"{param.flag}={value}")
+    return argv

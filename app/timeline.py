@@ -1,0 +1,103 @@
+"""A run's timeline as SVG: one lane per thread, coloured by state over time, with marks.
+
+Built from the run's events: ``threads`` snapshots give each lane its segments (a state lasts until
+the next snapshot says otherwise); ``sync`` events (acquired, set, notify, timeout), log lines,
+signals and ``deadlock`` events are drawn as ticks on the lane of the thread they belong to.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from xml.sax.saxutils import escape
+
+STATE_COLOURS = {
+    "running": "#22c55e", "sleeping": "#818cf8", "waiting-lock": "#ef4444",
+    "waiting-condition": "#f59e0b", "waiting-event": "#ec4899", "waiting-queue": "#06b6d4",
+    "waiting-io": "#8b5cf6", "done": "#e5e7eb",
+}
+MARK_COLOURS = {"sync": "#111827", "log": "#9ca3af", "signal": "#b45309", "deadlock": "#b91c1c",
+                "error": "#b91c1c"}
+LABEL_W, LANE_H, WIDTH, AXIS_H = 150, 22, 900, 22
+MAX_MARKS = 2000  # ticks drawn at most; a flood of log lines would otherwise bloat the drawing
+
+
+@dataclass
+class Lane:
+    name: str
+    segments: list[list] = field(default_factory=list)  # [start, end, state]
+    marks: list[tuple[float, str, str]] = field(default_factory=list)  # (t, kind, title)
+
+
+def build(lines) -> tuple[dict[str, Lane], float, float]:
+    """Lanes by thread name, and the time span, from an iterable of raw event lines."""
+    lanes: dict[str, Lane] = {}
+    start = end = None
+    marks = 0
+    for line in lines:
+        is_log = b'"kind": "log"' in line
+        if is_log and marks >= MAX_MARKS:
+            continue
+        event = json.loads(line)
+        t = event.get("t")
+        if not isinstance(t, (int, float)):
+            continue
+        start = t if start is None else min(start, t)
+        end = t if end is None else max(end, t)
+        kind = event.get("kind")
+        if kind == "threads":
+            for row in event.get("threads") or []:
+                lane = lanes.setdefault(row.get("name", "?"), Lane(row.get("name", "?")))
+                state = row.get("state", "running")
+                if lane.segments and lane.segments[-1][2] == state:
+                    lane.segments[-1][1] = t
+                else:
+                    if lane.segments:
+                        lane.segments[-1][1] = t
+                    lane.segments.append([t, t, state])
+        elif kind in ("sync", "log") and marks < MAX_MARKS:
+            name = event.get("thread", "?")
+            title = f"{event.get('op')} {event.get('obj')}" if kind == "sync" else event.get("msg", "")
+            colour = "error" if event.get("level") in ("ERROR", "CRITICAL") or event.get("exc") else kind
+            lanes.setdefault(name, Lane(name)).marks.append((t, colour, str(title)[:120]))
+            marks += 1
+        elif kind == "deadlock":
+            for entry in event.get("cycle") or []:
+                name = entry.get("thread", "?")
+                lanes.setdefault(name, Lane(name)).marks.append((t, "deadlock", f"deadlock: waits for {entry.get('waits_for')}"))
+        elif kind == "signal":
+            lanes.setdefault("MainThread", Lane("MainThread")).marks.append((t, "signal", f"{event.get('signal')} sent"))
+    return lanes, start or 0.0, end or 0.0
+
+
+def render(lines) -> str:
+    lanes, start, end = build(lines)
+    names = [n for n in lanes if not n.startswith("threadlab-")]
+    span = max(end - start, 0.001)
+    height = AXIS_H + LANE_H * max(len(names), 1) + 6
+    scale = (WIDTH - LABEL_W - 10) / span
+
+    def x(t: float) -> float:
+        return round(LABEL_W + (t - start) * scale, 1)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" '
+           f'height="{height}" font-family="system-ui, sans-serif" font-size="11">',
+           f'<rect width="{WIDTH}" height="{height}" fill="#fff"/>']
+    for i in range(6):  # a time axis with six ticks
+        t = start + span * i / 5
+        out.append(f'<text x="{x(t)}" y="13" text-anchor="middle" fill="#6b7280">{t - start:.2f}s</text>')
+    for row, name in enumerate(names):
+        y = AXIS_H + row * LANE_H
+        lane = lanes[name]
+        out.append(f'<g class="lane" data-thread="{escape(name)}"><text x="4" y="{y + 15}">{escape(name[:22])}</text>')
+        for seg_start, seg_end, state in lane.segments:
+            w = max(x(seg_end) - x(seg_start), 1.5)
+            out.append(f'<rect x="{x(seg_start)}" y="{y + 3}" width="{w:.1f}" height="{LANE_H - 6}" '
+                       f'fill="{STATE_COLOURS.get(state, "#d1d5db")}"><title>{escape(state)}</title></rect>')
+        for t, kind, title in lane.marks:
+            out.append(f'<line x1="{x(t)}" x2="{x(t)}" y1="{y + 1}" y2="{y + LANE_H - 1}" '
+                       f'stroke="{MARK_COLOURS.get(kind, "#111827")}" stroke-width="{2 if kind != "log" else 1}">'
+                       f'<title>{escape(title)}</title></line>')
+        out.append("</g>")
+    out.append("</svg>")
+    return "".join(out)

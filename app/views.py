@@ -1,0 +1,240 @@
+"""Pages and the JSON API. One URL, two renderings: htmx requests get the fragment, others the page."""
+
+from __future__ import annotations
+
+import signal as signals_module
+from pathlib import Path
+
+import markdown
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+)
+from markupsafe import Markup
+
+from . import params as param_rules
+from .registry import Lesson, Registry
+from .runs import RunLimitError, RunManager
+
+bp = Blueprint("views", __name__)
+
+
+def registry() -> Registry:
+    return current_app.extensions["threadlab.registry"]
+
+
+def manager() -> RunManager:
+    return current_app.extensions["threadlab.runs"]
+
+
+def is_htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def lesson_or_404(key: str) -> Lesson:
+    lesson = registry().get(key)
+    if lesson is None:
+        abort(404, description=f"no lesson {key!r}")
+    return lesson
+
+
+def run_or_404(run_id: str):
+    run = manager().get(run_id)
+    if run is None:
+        abort(404, description="no such run")
+    return run
+
+
+def body() -> dict:
+    """A POST body, JSON or form alike."""
+    if request.is_json:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            abort(400, description="expected a JSON object")
+        return data
+    return request.form.to_dict()
+
+
+# -- pages ---------------------------------------------------------------------------------------
+
+@bp.get("/")
+def index():
+    """The lesson index: every lesson with its summary, and the latest runs."""
+    return render_template("index.html", lessons=registry().all(), runs=manager().all()[:20])
+
+
+@bp.get("/lessons/<key>")
+def lesson_page(key: str):
+    """A lesson: its explanation, source, parameter form and (empty) live panes."""
+    lesson = lesson_or_404(key)
+    return render_template("lesson.html", lesson=lesson, run=None, values={}, errors={})
+
+
+@bp.get("/runs/<run_id>")
+def run_page(run_id: str):
+    """One run's page: shareable, reloadable; the live panes replay its history and follow it."""
+    run = run_or_404(run_id)
+    lesson = registry().get(run.lesson)
+    return render_template("lesson.html", lesson=lesson, run=run, values=run.params, errors={})
+
+
+@bp.get("/concepts")
+def concepts():
+    """The caveats every lesson leans on, from lessons/CONCEPTS.md."""
+    path = Path(registry().folder) / "CONCEPTS.md"
+    if not path.exists():
+        path = Path(current_app.root_path).parent / "lessons" / "CONCEPTS.md"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Concepts\n\nNot written yet."
+    html = Markup(markdown.markdown(text, extensions=["fenced_code", "toc"]))
+    return render_template("concepts.html", content=html)
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+@bp.post("/runs")
+def start_run():
+    """Start a run: 201 with its id for JSON; the live panes (or a redirect) for the page's form."""
+    data = body()
+    from_form = not request.is_json
+    key = str(data.pop("lesson", "") or "")
+    data.pop("csrf_token", None)
+    lesson = registry().get(key) if key else None
+    if lesson is None:
+        return _bad_param(None, "lesson", f"no lesson {key!r}", {}, from_form)
+    raw = data.get("params", {}) if not from_form else data
+    if not isinstance(raw, dict):
+        return _bad_param(lesson, "params", "expected an object", {}, from_form)
+    try:
+        values = param_rules.validate(lesson, raw, from_form=from_form)
+    except param_rules.ParamError as err:
+        return _bad_param(lesson, err.field, err.message, raw, from_form)
+    if not lesson.available:
+        return _bad_param(lesson, "lesson", f"lesson {lesson.id} needs {', '.join(lesson.requires)}",
+                          raw, from_form)
+    try:
+        run = manager().start(lesson, values, param_rules.to_argv(lesson, values))
+    except RunLimitError as err:
+        if from_form and is_htmx():
+            return render_template("_partials/_run_form.html", lesson=lesson, values=raw,
+                                   errors={"_form": str(err)}), 429
+        return jsonify(error=str(err)), 429
+    if request.is_json:
+        return jsonify(id=run.id, url=f"/runs/{run.id}"), 201
+    if is_htmx():
+        response = Response(render_template("_partials/_live.html", run=run, lesson=lesson))
+        response.headers["HX-Push-Url"] = f"/runs/{run.id}"
+        return response
+    return redirect(f"/runs/{run.id}", code=303)
+
+
+def _bad_param(lesson, field: str, message: str, raw: dict, from_form: bool):
+    if from_form and lesson is not None:
+        html = render_template("_partials/_run_form.html", lesson=lesson, values=raw,
+                               errors={field: message})
+        return html, 400
+    return jsonify(error=f"{field}: {message}", field=field, message=message), 400
+
+
+@bp.post("/runs/<run_id>/stop")
+def stop_run(run_id: str):
+    """Stop a run gracefully (SIGINT, then SIGTERM, then SIGKILL to its process group)."""
+    run = run_or_404(run_id)
+    if not run.live:
+        return jsonify(error=f"run already {run.status}"), 409
+    manager().stop(run)
+    return _accepted(run)
+
+
+@bp.post("/runs/<run_id>/signal")
+def signal_run(run_id: str):
+    """Send one of the lesson's declared POSIX signals to the run's own process group."""
+    run = run_or_404(run_id)
+    name = str(body().get("signal", ""))
+    if name not in run.signals:
+        return jsonify(error=f"{name or 'no signal'} is not one this lesson declares: "
+                             f"{', '.join(run.signals) or 'none'}"), 400
+    if not hasattr(signals_module, name):
+        return jsonify(error=f"{name} does not exist on this platform"), 400
+    if not run.live:
+        return jsonify(error=f"run already {run.status}"), 409
+    manager().send_signal(run, name)
+    return _accepted(run)
+
+
+@bp.post("/runs/<run_id>/dump")
+def dump_run(run_id: str):
+    """Ask the lesson for every thread's stack; it arrives as a ``stacks`` event."""
+    run = run_or_404(run_id)
+    if not run.live:
+        return jsonify(error=f"run already {run.status}"), 409
+    manager().dump(run)
+    return _accepted(run)
+
+
+def _accepted(run):
+    # The page learns what happened over its websocket; htmx needs no content (204 swaps nothing).
+    if request.is_json:
+        return jsonify(id=run.id, status=run.status), 202
+    if is_htmx():
+        return "", 204
+    return redirect(f"/runs/{run.id}", code=303)
+
+
+# -- JSON API ------------------------------------------------------------------------------------
+
+@bp.get("/api/lessons")
+def api_lessons():
+    """Every lesson with its parameters, as the form and scripts use them."""
+    return jsonify([lesson.to_json() for lesson in registry().all()])
+
+
+@bp.get("/api/runs")
+def api_runs():
+    """Every run, newest first."""
+    return jsonify([run.to_json() for run in manager().all()])
+
+
+@bp.get("/api/runs/<run_id>")
+def api_run(run_id: str):
+    """One run's status."""
+    return jsonify(run_or_404(run_id).to_json())
+
+
+@bp.get("/api/runs/<run_id>/events")
+def api_events(run_id: str):
+    """The run's events as NDJSON: all, or those with seq > ``after``; also the log download."""
+    run = run_or_404(run_id)
+    after = request.args.get("after", default=-1, type=int)
+
+    lines = (b"".join(line + b"\n" for line, _ in batch) for batch in _batches(run, after))
+    response = Response(stream_with_context(lines), mimetype="application/x-ndjson")
+    if request.args.get("download"):
+        response.headers["Content-Disposition"] = f'attachment; filename="{run.id}-events.jsonl"'
+    return response
+
+
+@bp.get("/runs/<run_id>/timeline")
+def run_timeline(run_id: str):
+    """The run's timeline as SVG: a labelled lane per thread, coloured by state, with marks."""
+    from . import timeline
+
+    run = run_or_404(run_id)
+    lines = (line for batch in _batches(run) for line, _ in batch)
+    response = Response(timeline.render(lines), mimetype="image/svg+xml")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _batches(run, after: int = -1):
+    """The run's events in batches, from disk or memory, as far as they go right now."""
+    cursor = after
+    while batch := run.log.read(cursor, 10_000):
+        yield batch
+        cursor += len(batch)

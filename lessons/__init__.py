@@ -1,0 +1,1 @@
+"""threadlab lessons: one standalone teaching program per file (see lessons/kit for their helpers)."""

@@ -1,0 +1,168 @@
+"""Reading another thread's Python frames: where it is in the lesson, and what it is waiting for.
+
+A thread blocked in C (``time.sleep``, ``lock.acquire``, ``socket.recv``) has no Python frame of its
+own, so its state is read from two places: the standard-library function it is inside
+(``Queue.get`` → waiting-queue; found by qualified name, outermost first) or, when the innermost
+frame is the lesson's own code, the call expression being executed (``time.sleep(0.1)`` → sleeping,
+found from the instruction's source position). Both are cached per code position, so a sample costs
+a few dictionary look-ups per thread.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import re
+import sysconfig
+from types import CodeType, FrameType
+
+KIT_DIR = os.path.dirname(os.path.abspath(__file__))
+_STDLIB_DIRS = tuple(
+    {os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "platstdlib")}
+)
+
+# Standard-library functions that block, by qualified name → state. Checked from the outermost
+# stdlib frame inwards, because ``Queue.get`` is built on ``Condition.wait``: the outer one says more.
+BLOCKING_QUALNAMES = {
+    "Queue.get": "waiting-queue",
+    "Queue.put": "waiting-queue",
+    "Queue.join": "waiting-queue",
+    "Event.wait": "waiting-event",
+    "Future.result": "waiting-event",
+    "Future.exception": "waiting-event",
+    "wait": "waiting-event",  # concurrent.futures.wait
+    "as_completed": "waiting-event",
+    "Thread.join": "waiting-lock",
+    "Semaphore.acquire": "waiting-lock",
+    "BoundedSemaphore.acquire": "waiting-lock",
+    "Barrier.wait": "waiting-condition",
+    "Condition.wait": "waiting-condition",
+    "Condition.wait_for": "waiting-condition",
+    "BaseSelector.select": "waiting-io",
+    "EpollSelector.select": "waiting-io",
+    "PollSelector.select": "waiting-io",
+    "SelectSelector.select": "waiting-io",
+    "socket.accept": "waiting-io",
+    "Popen.wait": "waiting-io",
+    "Popen.communicate": "waiting-io",
+}
+
+# The last name of a call made from the lesson's own code → state.
+BLOCKING_CALLS = {
+    "sleep": "sleeping",
+    "acquire": "waiting-lock",
+    "join": "waiting-lock",
+    "wait": "waiting-condition",
+    "wait_for": "waiting-condition",
+    "get": "waiting-queue",
+    "put": "waiting-queue",
+    "recv": "waiting-io",
+    "recvfrom": "waiting-io",
+    "accept": "waiting-io",
+    "read": "waiting-io",
+    "readline": "waiting-io",
+    "select": "waiting-io",
+    "poll": "waiting-io",
+    "input": "waiting-io",
+    "connect": "waiting-io",
+    "sendall": "waiting-io",
+}
+
+_CALL_RE = re.compile(r"\s*([A-Za-z_][\w.]*)\s*\(")
+_callee_cache: dict[tuple[CodeType, int], str] = {}
+_stdlib_cache: dict[str, bool] = {}
+
+
+def is_stdlib(filename: str) -> bool:
+    """True for files of the standard library (site-packages excluded)."""
+    known = _stdlib_cache.get(filename)
+    if known is None:
+        path = os.path.realpath(filename)
+        known = path.startswith(_STDLIB_DIRS) and "site-packages" not in path
+        _stdlib_cache[filename] = known
+    return known
+
+
+def is_kit(filename: str) -> bool:
+    return filename.startswith(KIT_DIR)
+
+
+def callee(frame: FrameType) -> str:
+    """The name called by the instruction ``frame`` is executing (``"time.sleep"``), or ``""``."""
+    key = (frame.f_code, frame.f_lasti)
+    name = _callee_cache.get(key)
+    if name is None:
+        name = ""
+        positions = list(frame.f_code.co_positions())
+        index = frame.f_lasti // 2
+        if 0 <= index < len(positions):
+            line, end_line, col, end_col = positions[index]
+            if line is not None and line == end_line and col is not None:
+                text = linecache.getline(frame.f_code.co_filename, line)[col:end_col]
+                match = _CALL_RE.match(text)
+                name = match.group(1) if match else ""
+        _callee_cache[key] = name
+    return name
+
+
+def classify(frame: FrameType | None) -> tuple[str, str]:
+    """``(state, detail)`` for a live thread whose innermost frame is ``frame``."""
+    if frame is None:
+        return "running", ""
+    # Walk out through library frames (stdlib and the kit), remembering the outermost blocking one.
+    state, detail = "", ""
+    current: FrameType | None = frame
+    while current is not None and (is_stdlib(current.f_code.co_filename) or is_kit(current.f_code.co_filename)):
+        qualname = current.f_code.co_qualname
+        if qualname in BLOCKING_QUALNAMES:
+            state, detail = BLOCKING_QUALNAMES[qualname], qualname
+        current = current.f_back
+    if state:
+        return state, detail
+    name = callee(frame)
+    return BLOCKING_CALLS.get(name.rpartition(".")[2], "running"), name
+
+
+def lesson_frame(frame: FrameType | None, main_file: str | None) -> FrameType | None:
+    """The innermost frame in the lesson's own file (else the innermost outside stdlib and kit)."""
+    fallback = None
+    current = frame
+    while current is not None:
+        filename = current.f_code.co_filename
+        if main_file and filename == main_file:
+            return current
+        if fallback is None and not is_stdlib(filename) and not is_kit(filename):
+            fallback = current
+        current = current.f_back
+    return fallback
+
+
+def where(frame: FrameType | None) -> dict:
+    """``where`` (``"file.py:42 producer"``), plus the ``line`` and ``func`` apart for the source view."""
+    if frame is None:
+        return {"where": "", "line": None, "func": ""}
+    code = frame.f_code
+    return {
+        "where": f"{os.path.basename(code.co_filename)}:{frame.f_lineno} {code.co_name}",
+        "line": frame.f_lineno,
+        "func": code.co_name,
+    }
+
+
+def stack(frame: FrameType | None, limit: int = 40) -> list[dict]:
+    """A thread's stack, outermost first like a traceback: file, line, function and source text."""
+    frames = []
+    current = frame
+    while current is not None and len(frames) < limit:
+        code = current.f_code
+        frames.append(
+            {
+                "file": code.co_filename,
+                "line": current.f_lineno,
+                "func": code.co_qualname,
+                "code": linecache.getline(code.co_filename, current.f_lineno or 0).strip(),
+            }
+        )
+        current = current.f_back
+    frames.reverse()
+    return frames

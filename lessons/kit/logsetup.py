@@ -1,0 +1,58 @@
+"""Logging set up once for every lesson: readable text for people, ``log`` events for the dashboard.
+
+In text mode each line says when (ms since start), which thread, and what:
+``  312ms Producer-1   INFO  put item 7 (queue 3/5)``. In JSON mode the same record becomes a
+``log`` event carrying the thread's name and id plus any ``extra={...}`` fields the lesson passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from . import events
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=`` and is kept.
+_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+TEXT_FORMAT = "%(relativeCreated)7.0fms %(threadName)-12s %(levelname)-5s %(message)s"
+
+
+class JsonEventHandler(logging.Handler):
+    """Writes each record as a ``log`` event through :mod:`events` (one line, never interleaved)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            extras = {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
+            event = events.make(
+                "log",
+                level=record.levelname,
+                logger=record.name,
+                thread=record.threadName,
+                thread_id=record.thread,
+                msg=record.getMessage(),
+                **extras,
+            )
+            if record.exc_info:
+                event["exc"] = logging.Formatter().formatException(record.exc_info)
+            event["t"] = record.created  # when it happened, not when it was written
+            events.write(event)
+        except Exception:
+            self.handleError(record)
+
+
+def configure(log_format: str, verbose: bool) -> None:
+    """Replace the root logger's handlers with one for the chosen format.
+
+    Idempotent, so tests can call a lesson's ``main()`` many times in one process.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    if log_format == "json":
+        handler: logging.Handler = JsonEventHandler()
+    else:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -1,0 +1,140 @@
+"""The thread sampler: a ``threadlab-sampler`` thread that looks at every lesson thread
+every ``THREADLAB_SAMPLE_INTERVAL`` seconds (default 0.1).
+
+In JSON mode it writes ``threads`` snapshots (when something changed, and at least once a second);
+in both modes it watches the traced locks' wait-for graph and reports a cycle that lasts longer than
+``DEADLOCK_AFTER`` seconds as a ``deadlock`` event (and a log line a person can read).
+Threads named ``threadlab-…`` are the kit's own and are left out of everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from . import events, frames, traced
+
+DEADLOCK_AFTER = 0.3  # seconds a cycle must last: long enough to skip a passing overlap
+HEARTBEAT = 1.0  # write a snapshot at least this often, so CPU seconds keep moving
+MAX_FINISHED = 100  # finished threads kept in snapshots; a lesson that starts thousands stays small
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_log = logging.getLogger("threadlab.kit")
+
+
+def is_kit_thread(thread: threading.Thread) -> bool:
+    return thread.name.startswith("threadlab-")
+
+
+def cpu_seconds(native_id: int | None) -> float | None:
+    """User + system CPU time of one thread, from ``/proc/self/task`` (Linux only)."""
+    if native_id is None:
+        return None
+    try:
+        with open(f"/proc/self/task/{native_id}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()
+    except OSError:
+        return None
+    # After "pid (comm)": state is field 3, utime 14 and stime 15 of the whole line.
+    return round((int(fields[11]) + int(fields[12])) / _CLOCK_TICKS, 3)
+
+
+class Sampler:
+    """Snapshots of lesson threads, finished ones kept (greyed on the page) up to ``MAX_FINISHED``."""
+
+    def __init__(self, interval: float, snapshots: bool) -> None:
+        self.interval = interval
+        self.snapshots = snapshots
+        self.main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        self._rows: dict[threading.Thread, dict[str, Any]] = {}  # sampler thread only
+        self._last_written: list[dict[str, Any]] | None = None
+        self._last_time = 0.0
+        self._cycle_since: float | None = None
+        self._cycle_reported = False
+        self._stop = threading.Event()  # set by stop(); the sampler thread waits on it between samples
+        self._thread = threading.Thread(target=self._run, name="threadlab-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Take a last snapshot (every thread's final state) and stop sampling."""
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=1.0)
+        if self.snapshots:
+            self.write_snapshot(force=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.snapshots:
+                    self.write_snapshot()
+                self.check_deadlock()
+            except Exception:  # the sampler must never take a lesson down
+                _log.exception("thread sampler failed; sampling continues")
+            self._stop.wait(self.interval)
+
+    def rows(self) -> list[dict[str, Any]]:
+        current = sys._current_frames()
+        alive = [t for t in threading.enumerate() if not is_kit_thread(t)]
+        for thread in alive:
+            self._rows[thread] = self._row(thread, current.get(thread.ident))
+        for thread, row in self._rows.items():
+            if thread not in alive and row["alive"]:
+                row.update(alive=False, state="done", holds=[], waiting_for=None)
+        finished = [t for t, row in self._rows.items() if not row["alive"]]
+        for thread in finished[:-MAX_FINISHED]:
+            del self._rows[thread]
+        return list(self._rows.values())
+
+    def _row(self, thread: threading.Thread, frame) -> dict[str, Any]:
+        state, detail = frames.classify(frame)
+        blocked = traced.waiting(thread.ident)
+        waiting_for = None
+        if blocked:
+            waiting_for, state = blocked[0], blocked[1]
+        elif state != "running":
+            waiting_for = detail or None
+        return {
+            "name": thread.name,
+            "ident": thread.ident,
+            "native_id": thread.native_id,
+            "daemon": thread.daemon,
+            "alive": thread.is_alive(),
+            "state": state,
+            **frames.where(frames.lesson_frame(frame, self.main_file)),
+            "holds": traced.holds(thread.ident),
+            "waiting_for": waiting_for,
+            "cpu_s": cpu_seconds(thread.native_id),
+        }
+
+    def write_snapshot(self, force: bool = False) -> None:
+        rows = self.rows()
+        # CPU seconds change all the time; write for them only once a second.
+        comparable = [{k: v for k, v in row.items() if k != "cpu_s"} for row in rows]
+        now = time.monotonic()
+        if force or comparable != self._last_written or now - self._last_time >= HEARTBEAT:
+            events.emit("threads", threads=rows)
+            self._last_written, self._last_time = comparable, now
+
+    def check_deadlock(self) -> None:
+        cycle = traced.find_cycle()
+        if cycle is None:
+            self._cycle_since, self._cycle_reported = None, False
+            return
+        now = time.monotonic()
+        if self._cycle_since is None:
+            self._cycle_since = now
+        if not self._cycle_reported and now - self._cycle_since >= DEADLOCK_AFTER:
+            self._cycle_reported = True
+            events.emit("deadlock", cycle=cycle)
+            story = "; ".join(
+                f"{c['thread']} holds {', '.join(c['holds']) or 'nothing'} and waits for {c['waits_for']}"
+                for c in cycle
+            )
+            _log.error("DEADLOCK detected: %s", story)
