@@ -32,7 +32,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
     data_dir = Path(args.data_dir or default_data_dir())
-    config = {"DATA_DIR": str(data_dir), "HOST": args.host, "PORT": args.port}
+    config = {"DATA_DIR": str(data_dir), "HOST": args.host, "PORT": args.port,
+              "RUN_TIME_LIMIT": args.time_limit}
+    if args.lessons_dir:
+        config["LESSONS_DIR"] = str(Path(args.lessons_dir).resolve())
     url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/"
     if not _is_loopback(args.host):
         # Beyond loopback only with a token: kept in a 0600 file, never in argv or the process list.
@@ -73,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (loopback by default)")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--data-dir", help="where runs are kept (default: per-user data folder)")
+    serve.add_argument("--lessons-dir", help="a folder of NN_*.py lessons to serve instead of ours")
+    serve.add_argument("--time-limit", type=float, default=300.0,
+                       help="seconds a run may take before it is stopped (status timeout)")
     sub.add_parser("list", help="list the lessons")
     run = sub.add_parser("run", help="run one lesson here; flags after the id go to the lesson")
     run.add_argument("lesson", help="two-digit number or full name")

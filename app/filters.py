@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 import zlib
 from functools import lru_cache
 
 from flask import Flask
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
@@ -35,6 +36,29 @@ def when(epoch: float | None) -> str:
     return datetime.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
 
 
+_NUMBERED = re.compile(r"^\s*\d+\.\s+")
+
+
+def _inline(text: str) -> str:
+    """Escape, then turn the docstrings' ``code`` and *emphasis* into HTML."""
+    html = str(escape(text))
+    html = re.sub(r"``(.+?)``", r"<code>\1</code>", html)
+    return re.sub(r"(?<![\w*])\*(\S[^*]*?)\*(?!\w)", r"<em>\1</em>", html)
+
+
+def prose(text: str) -> Markup:
+    """A docstring section as paragraphs and numbered lists (lines re-joined, as they were typed)."""
+    blocks = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        items = re.split(r"\n(?=\s*\d+\.\s)", block)
+        if len(items) > 1 or _NUMBERED.match(block):
+            lis = "".join(f"<li>{_inline(' '.join(_NUMBERED.sub('', i).split()))}</li>" for i in items)
+            blocks.append(f"<ol>{lis}</ol>")
+        else:
+            blocks.append(f"<p>{_inline(' '.join(block.split()))}</p>")
+    return Markup("".join(blocks))
+
+
 @lru_cache(maxsize=64)
 def _highlighted(source: str) -> str:
     formatter = HtmlFormatter(linenos="table", lineanchors="L", anchorlinenos=False, cssclass="code")
@@ -48,5 +72,5 @@ def source_html(source: str) -> Markup:
 
 def init_app(app: Flask) -> None:
     app.jinja_env.filters.update(thread_colour=thread_colour, clock=clock, when=when,
-                                 source_html=source_html)
+                                 source_html=source_html, prose=prose)
     app.jinja_env.globals.update(cos=math.cos, sin=math.sin)

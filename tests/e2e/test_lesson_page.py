@@ -1,0 +1,44 @@
+"""A learner's path through the dashboard, in a real browser against a live server."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+
+
+def test_index_lists_every_lesson(page, server, console_errors):
+    page.goto(server.url + "/")
+    expect(page.locator(".lesson-card")).to_have_count(14)
+    expect(page.get_by_role("link", name=re.compile("Producer.consumer"))).to_be_visible()
+    assert console_errors == []
+
+
+def test_run_lesson_03_live_and_stop(page, server, console_errors):
+    page.goto(server.url + "/")
+    page.get_by_role("link", name=re.compile("Producer.consumer")).click()
+    expect(page.locator("form#run-form")).to_be_visible()
+    page.fill("#p-producers", "3")
+    page.fill("#p-duration", "60")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.locator("#run-status")).to_contain_text("running")
+    expect(page.locator("table#log tbody tr").first).to_be_visible()
+    threads = page.locator("table#threads tbody tr")
+    for name in ("Producer-1", "Producer-2", "Producer-3", "Consumer-1"):
+        expect(threads.filter(has=page.locator("td.name", has_text=name))).to_have_count(1)
+    expect(page.locator("#source .thread-mark").first).to_be_visible()
+    page.screenshot(path=str(server.log_path.parent / "lesson03-running.png"), full_page=True)
+    page.get_by_role("button", name="Stop", exact=True).click()
+    expect(page.locator("#run-status")).to_contain_text(re.compile("stopped|exited"), timeout=10_000)
+    expect(page.locator("#result")).to_contain_text("produced")
+    assert console_errors == []
+
+
+def test_bad_parameter_shows_beside_its_field(page, server, console_errors):
+    page.goto(server.url + "/lessons/03")
+    page.fill("#p-producers", "0")
+    page.get_by_role("button", name="Run", exact=True).click()
+    error = page.locator("#error-producers")
+    expect(error).to_contain_text("from 1 to 16")
+    expect(page.locator("#run-status")).to_contain_text("idle")
+    assert not [e for e in console_errors if "400" not in e]
