@@ -18,6 +18,7 @@ from flask import (
     stream_with_context,
 )
 from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
 
 from . import params as param_rules
 from .registry import Lesson, Registry
@@ -238,3 +239,11 @@ def _batches(run, after: int = -1):
     while batch := run.log.read(cursor, 10_000):
         yield batch
         cursor += len(batch)
+
+
+@bp.app_errorhandler(HTTPException)
+def http_error(error: HTTPException):
+    """Errors as JSON for scripts (JSON bodies, /api), as a short page for people."""
+    if request.is_json or request.path.startswith("/api/") or not request.accept_mimetypes.accept_html:
+        return jsonify(error=error.description, status=error.code), error.code
+    return render_template("error.html", error=error), error.code
