@@ -14,7 +14,7 @@ def test_index_lists_every_lesson(page, server, console_errors):
     assert console_errors == []
 
 
-def test_run_lesson_03_live_and_stop(page, server, console_errors):
+def test_run_lesson_03_live_and_stop(page, server, console_errors, screenshot):
     page.goto(server.url + "/")
     page.get_by_role("link", name=re.compile("Producer.consumer")).click()
     expect(page.locator("form#run-form")).to_be_visible()
@@ -27,7 +27,7 @@ def test_run_lesson_03_live_and_stop(page, server, console_errors):
     for name in ("Producer-1", "Producer-2", "Producer-3", "Consumer-1"):
         expect(threads.filter(has=page.locator("td.name", has_text=name))).to_have_count(1)
     expect(page.locator("#source .thread-mark").first).to_be_visible()
-    page.screenshot(path=str(server.log_path.parent / "lesson03-running.png"), full_page=True)
+    screenshot(page, "lesson03-running")
     page.get_by_role("button", name="Stop", exact=True).click()
     expect(page.locator("#run-status")).to_contain_text(re.compile("stopped|exited"), timeout=10_000)
     expect(page.locator("#result")).to_contain_text("produced")
