@@ -62,8 +62,13 @@ def setup(args: argparse.Namespace, logger_name: str = "lesson") -> logging.Logg
     interval = float(os.environ.get("THREADLAB_SAMPLE_INTERVAL", "0.1"))
     _sampler = Sampler(interval=interval, snapshots=json_mode and interval > 0)
     _sampler.start()
+    global _interrupts, _wake_read, _wake_write
     _on_interrupt.clear()
+    _interrupts = 0
     if threading.current_thread() is threading.main_thread():
+        if _wake_read < 0:
+            _wake_read, _wake_write = os.pipe()
+            threading.Thread(target=_interrupt_worker, name="threadlab-interrupts", daemon=True).start()
         signal.signal(signal.SIGINT, _handle_sigint)
     control.watch_parent()
     if json_mode and not sys.stdin.isatty():
@@ -79,16 +84,33 @@ def cancel_on_interrupt(token: threading.Event | Any) -> None:
     _on_interrupt.append(token.set)
 
 
+# The SIGINT handler runs in the main thread between two bytecodes, possibly while that thread holds
+# a lock (logging's, our event writer's). Taking the same lock in the handler would deadlock, so the
+# handler only writes a byte to a pipe (no Python lock involved); ``threadlab-interrupts`` reads it
+# and does the work: logging, setting the tokens, or exiting.
+_wake_read = _wake_write = -1  # made by setup(): importing the kit (the server does) starts nothing
+_interrupts = 0
+
+
 def _handle_sigint(signum: int, _frame: object) -> None:
-    # Runs in the main thread between bytecodes: do as little as possible, here just set events.
-    if not _on_interrupt:
-        _log.warning("got %s: no cancellation token registered, exiting now", signal.Signals(signum).name)
-        _flush_and_exit(130)
-    _log.warning("got %s: asking every thread to stop (press again to exit at once)", signal.Signals(signum).name)
-    callbacks = list(_on_interrupt)
-    _on_interrupt.clear()  # the next SIGINT exits at once
-    for callback in callbacks:
-        callback()
+    global _interrupts
+    _interrupts += 1
+    if _interrupts > 1:
+        os._exit(130)  # asked twice: leave now, without waiting for anyone
+    os.write(_wake_write, bytes([signum]))
+
+
+def _interrupt_worker() -> None:
+    while True:
+        signum = os.read(_wake_read, 1)[0]
+        name = signal.Signals(signum).name
+        if not _on_interrupt:
+            _log.warning("got %s: no cancellation token registered, exiting now", name)
+            _flush_and_exit(130)
+        _log.warning("got %s: asking every thread to stop (press again to exit at once)", name)
+        for callback in list(_on_interrupt):
+            callback()
+
 
 
 def _flush_and_exit(code: int) -> None:

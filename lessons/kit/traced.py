@@ -296,14 +296,15 @@ class Event:
 def find_cycle() -> list[dict[str, Any]] | None:
     """A cycle in the wait-for graph of traced locks, as ``[{thread, holds, waits_for}, ...]``.
 
-    Thread A waits for lock L whose owner is B: an edge A → B. Only locks count (one owner each);
+    Thread A waits for lock L whose owner is B: an edge A → B (A → A when a thread asks again for a
+    plain Lock it holds: a deadlock of one). Only locks count (one owner each);
     a semaphore's many holders would make cycles that are not deadlocks.
     """
     edges: dict[int, tuple[int, str]] = {}
     for ident, (name, state, _since) in list(_waiting.items()):
         owner = _owners.get(name)
-        if state == "waiting-lock" and owner is not None and owner != ident:
-            edges[ident] = (owner, name)
+        if state == "waiting-lock" and owner is not None:
+            edges[ident] = (owner, name)  # owner == ident: a thread waiting for itself (plain Lock)
     for start in edges:
         path, seen = [start], {start}
         node = start

@@ -18,7 +18,7 @@ NUMBERS = [path.name[:2] for path in LESSON_FILES]
 
 
 def test_all_fourteen_lessons_exist():
-    assert NUMBERS == [f"{n:02d}" for n in range(1, 15)]
+    assert [f"{n:02d}" for n in range(1, 15)] == NUMBERS
 
 
 @pytest.mark.parametrize("path", LESSON_FILES, ids=NUMBERS)
@@ -27,7 +27,7 @@ def test_docstring_has_the_sections_in_order(path):
     title = doc.splitlines()[0] if doc else ""
     assert title and not title.endswith(":"), "a one-line title first"
     positions = [doc.find(f"\n{section}:") for section in SECTIONS]
-    assert all(p > 0 for p in positions), f"missing sections: {[s for s, p in zip(SECTIONS, positions) if p < 0]}"
+    assert all(p > 0 for p in positions), f"missing sections: {[s for s, p in zip(SECTIONS, positions, strict=False) if p < 0]}"
     assert positions == sorted(positions), "sections out of order"
     exercises = doc[positions[-1]:]
     assert re.search(r"^\s*1\.", exercises, re.M) and re.search(r"^\s*3\.", exercises, re.M), "three exercises"

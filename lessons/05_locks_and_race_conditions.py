@@ -1,0 +1,165 @@
+"""Locks and race conditions: lost updates on a shared counter, fixed by a Lock or an RLock.
+
+Problem:
+    ``counter = counter + 1`` is three steps: read the value, add one, write it back. When two
+    threads interleave between the read and the write, both write the same number and one
+    increment is lost. Threads first add to a counter with no lock (updates vanish), then with a
+    ``Lock`` around read-and-write (none vanish), then with an ``RLock`` taken twice by the same
+    thread: a function that holds the lock calls a helper that takes it again. An RLock counts
+    how often its owner took it; a plain Lock would make its owner wait for itself forever.
+
+What to watch:
+    ``unlocked`` far below ``expected``; ``locked`` and ``rlocked`` exactly on it. In the thread
+    table, ``Locked-*`` and ``RLocked-*`` threads take turns holding ``counter-lock`` or
+    ``counter-rlock`` while the others show ``waiting-lock``; ``Unlocked-*`` threads never wait,
+    which is the bug (done in 0.1 s, the table may miss them). Each phase's "in ... ms" is the
+    price of taking turns: every hand-over wakes a waiting thread. Last, the main thread holds
+    ``counter-lock`` and asks for it again: it waits for itself until a timeout, the
+    self-deadlock an RLock avoids.
+
+Expected output:
+    Three "counter = ..." lines, then ``Result: expected = 4000, unlocked = 1000, locked = 4000,
+    rlocked = 4000, lost_updates = 3000`` with the defaults. The gap in ``unsafe_increment`` makes
+    the threads take turns so evenly that ``unlocked`` is usually just ``--increments``: all the
+    threads together do the work of one. Some updates are lost on every run.
+
+Failure modes:
+    Trusting the GIL: it makes each bytecode atomic, not your read-modify-write, so a shared
+    counter needs a ``Lock``. A test that passes with a bare ``counter += 1`` proves little: CPython
+    3.10+ switches threads only at calls and loop jumps, so the race is rare, not gone. Taking a
+    plain ``Lock`` again in a helper deadlocks the thread with itself; use an ``RLock`` there (or
+    split the helper into a version that assumes the lock is held). Locking only the write, not
+    the read, still loses updates: the lock must cover read and write together.
+
+Exercises:
+    1. In ``bump_locked``, move ``with lock:`` so it guards only the write in ``unsafe_increment``
+       (pass the lock down). Run again: what happens to ``locked``, and why?
+    2. Change ``counter_rlock`` in ``main`` to ``traced.Lock("counter-rlock")`` and run with
+       ``--threads 2 --increments 100``. Watch the thread table, then press Stop: which thread is
+       waiting for which lock, and who holds it?
+    3. Delete the ``time.sleep(0)`` in ``unsafe_increment`` and run a few times: ``lost_updates``
+       is usually 0. Then add ``sys.setswitchinterval(1e-6)`` at the top of ``main``, replace
+       the sleep with a call to a small function, and run ``--increments 10000``. Explain.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from lessons import kit
+from lessons.kit import traced  # drop-in twins of threading's locks that the dashboard can see
+
+LINE_UP_TIMEOUT = 5.0  # seconds the Barrier waits for every thread; threads start in microseconds
+JOIN_TIMEOUT = 60.0  # the largest locked phase (16 threads x 10,000) takes about 15 s on 2 cores
+SELF_WAIT = 0.2  # how long main lets a Lock keep it waiting for itself: long enough to see it
+
+
+class Counter:
+    """A shared number. Nothing in here is thread-safe: guarding it is the caller's job."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+def build_parser():
+    parser = kit.lesson_parser(__doc__)
+    parser.add_argument("--threads", type=kit.int_range(2, 16), default=4,
+                        help="threads adding to the same counter (at least 2 to race)")
+    parser.add_argument("--increments", type=kit.int_range(100, 10_000), default=1000,
+                        help="increments per thread")
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def unsafe_increment(counter: Counter) -> None:
+    """``counter.value = counter.value + 1``, written out as its real steps."""
+    value = counter.value  # 1. read
+    # time.sleep(0) gives the GIL away, so another thread runs *between the read and the write*,
+    # every time. Real code has such a gap too (a log line, a dict lookup that calls __hash__,
+    # I/O); without one, CPython 3.10+ rarely switches here and the race hides instead of going.
+    time.sleep(0)
+    counter.value = value + 1  # 2. write: overwrites whatever other threads wrote meanwhile
+
+
+def bump_unlocked(counter: Counter, n: int, line_up: threading.Barrier) -> None:
+    line_up.wait(timeout=LINE_UP_TIMEOUT)  # all threads race from the first increment
+    for _ in range(n):
+        unsafe_increment(counter)
+
+
+def bump_locked(counter: Counter, n: int, line_up: threading.Barrier, lock: traced.Lock) -> None:
+    line_up.wait(timeout=LINE_UP_TIMEOUT)
+    for _ in range(n):
+        # The lock guards counter.value: its holder reads *and* writes before anyone else reads;
+        # the others wait in the `with`. No timeout needed: a holder never blocks while holding.
+        with lock:
+            unsafe_increment(counter)
+
+
+def bump_rlocked(counter: Counter, n: int, line_up: threading.Barrier, rlock: traced.RLock) -> None:
+    line_up.wait(timeout=LINE_UP_TIMEOUT)
+    for _ in range(n):
+        with rlock:  # the outer operation holds the lock...
+            add_one(counter, rlock)
+
+
+def add_one(counter: Counter, rlock: traced.RLock) -> None:
+    """A helper that is also called on its own, so it takes the lock itself."""
+    with rlock:  # ...and takes it again: an RLock just counts 2, a Lock would wait for itself
+        unsafe_increment(counter)
+
+
+def race(log, label: str, target, threads: int, increments: int, *lock) -> int:
+    """Run ``threads`` threads of ``target`` on a fresh counter; return its final value."""
+    counter = Counter()
+    line_up = threading.Barrier(threads)  # releases the threads together, once all have arrived
+    workers = [threading.Thread(target=target, name=f"{label}-{i}",
+                                args=(counter, increments, line_up, *lock))
+               for i in range(1, threads + 1)]
+    began = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=JOIN_TIMEOUT)
+    expected = threads * increments
+    log.info("%s: counter = %d, expected %d (%d lost) in %.0f ms", label.lower(), counter.value,
+             expected, expected - counter.value, (time.perf_counter() - began) * 1000)
+    return counter.value
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    log = kit.setup(args)
+    expected = args.threads * args.increments
+    log.info("%d threads x %d increments: the counter should end at %d",
+             args.threads, args.increments, expected)
+
+    unlocked = race(log, "Unlocked", bump_unlocked, args.threads, args.increments)
+    counter_lock = traced.Lock("counter-lock")  # guards one phase's counter; Locked-* wait on it
+    locked = race(log, "Locked", bump_locked, args.threads, args.increments, counter_lock)
+    counter_rlock = traced.RLock("counter-rlock")  # the same, but its owner may take it again
+    rlocked = race(log, "RLocked", bump_rlocked, args.threads, args.increments, counter_rlock)
+
+    # What an RLock saves us from: the owner of a plain Lock asks for it a second time. With a
+    # timeout it is refused; without one (a bare `with lock:` in a helper) it would wait forever.
+    with counter_lock:
+        reentered = counter_lock.acquire(timeout=SELF_WAIT)
+        if reentered:  # cannot happen with a Lock; release so the `with` stays balanced
+            counter_lock.release()
+    log.info("a Lock asked again by its owner: %s after %.1f s; an RLock would say yes at once",
+             "granted" if reentered else "refused", SELF_WAIT)
+
+    lost = expected - unlocked
+    if lost == 0:
+        log.warning("no lost updates this time: the race is still there, it just did not show")
+    kit.emit_result(expected=expected, unlocked=unlocked, locked=locked, rlocked=rlocked,
+                    lost_updates=lost, plain_lock_reentered=int(reentered))
+    return 0 if locked == rlocked == expected else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

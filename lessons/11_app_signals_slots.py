@@ -1,0 +1,172 @@
+"""Signals and slots: workers announce results, a UI thread receives them through its event loop.
+
+Problem:
+    Workers that call the UI directly are tied to it, and the UI's state ends up touched by every
+    worker thread at once. A ``Signal`` (``lessons.kit.signals``, app-level, not a POSIX signal)
+    decouples them: workers only emit ``item_ready``; whoever cares connects a slot to it. A
+    *direct* slot runs in the emitting Worker thread, so it needs a lock like any shared code. A
+    *queued* slot (``connect(slot, loop=ui_loop)``, Qt's QueuedConnection) is posted into the
+    ``EventLoop`` that the UI thread runs: only UI touches its state, no lock needed. A ``Popup``
+    connected by a bound method is held weakly: once it is closed and collected, its slot is gone.
+
+What to watch:
+    The thread column is the point: "counted item" lines (direct slot) come from Worker-1..N,
+    "showing item" lines (queued slot) only from UI, often a little later than their emit. Halfway,
+    the last worker to reach the Barrier closes the popup: ``len(item_ready)`` drops from 3 to 2
+    and the popup gets nothing more. In the thread table UI sits in ``waiting-queue`` between calls.
+
+Expected output:
+    ``emitted = delivered_direct = delivered_queued`` (24 with defaults),
+    ``slot_threads = {'direct': ['Worker-1', 'Worker-2', 'Worker-3'], 'queued': ['UI']}``,
+    ``popup_calls = 12`` (the first half only) and ``dropped_after_gc = 1``.
+
+Failure modes:
+    The tempting wrong tool is a worker calling the consumer itself, or a direct slot changing UI
+    state without a lock: it runs in several threads at once and loses updates. Use a queued
+    connection into the owner's loop (Qt's ``AutoConnection`` queues when the receiver lives in
+    another thread). A strong reference to every slot keeps closed windows alive and still called;
+    hold bound methods with ``weakref.WeakMethod``. A signal that calls slots while holding its
+    lock deadlocks a slot that emits; copy the list under the lock and call outside it.
+
+Exercises:
+    1. Connect ``ui.show_item`` without ``loop=``: which threads appear in ``slot_threads``, and
+       what must ``UI`` then guard with a lock?
+    2. Give ``UI.show_item`` a 20 ms ``time.sleep``: do the workers slow down? Now do the same to
+       ``Stats.count_item``, the direct slot, and compare the run times.
+    3. Give ``Popup`` a reference cycle (``self.me = self`` in ``__init__``) and delete the
+       ``gc.collect()`` line: why does ``popup_calls`` grow and ``dropped_after_gc`` fall to 0?
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+
+from lessons import kit
+from lessons.kit.signals import EventLoop, Signal
+
+# Seconds a worker may wait at half-time. Workers do the same work, so they arrive within
+# milliseconds of each other; a 10 s wait means one of them is broken.
+BARRIER_TIMEOUT = 10.0
+
+
+def build_parser():
+    parser = kit.lesson_parser(__doc__)
+    parser.add_argument("--workers", type=kit.int_range(1, 8), default=3, help="worker threads")
+    parser.add_argument("--items", type=kit.int_range(1, 100), default=8,
+                        help="items each worker makes (the popup is closed after half of them)")
+    parser.add_argument("--item-ms", type=kit.int_range(0, 500), default=100,
+                        help="milliseconds to make one item (slow enough to follow live)")
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+class Stats:
+    """Its slot is connected directly: it runs in whichever Worker emits, several at once."""
+
+    def __init__(self, log) -> None:
+        self.log = log
+        self._lock = threading.Lock()  # guards calls and threads: Workers run count_item at once
+        self.calls, self.threads = 0, set()
+
+    def count_item(self, worker: str, number: int) -> None:
+        with self._lock:
+            self.calls += 1
+            self.threads.add(threading.current_thread().name)
+        self.log.info("counted item %d of %s (direct slot)", number, worker,
+                      extra={"slot": "direct"})
+
+
+class UI:
+    """Its slot is queued into ui_loop: only the UI thread ever runs it, so no lock is needed."""
+
+    def __init__(self, log) -> None:
+        self.log = log
+        self.shown, self.threads = 0, set()
+
+    def show_item(self, worker: str, number: int) -> None:
+        self.shown += 1
+        self.threads.add(threading.current_thread().name)
+        self.log.info("showing item %d of %s, %d shown (queued slot)", number, worker, self.shown,
+                      extra={"slot": "queued"})
+
+
+class Popup:
+    """A window the user will close; connected by a bound method, so the signal holds it weakly."""
+
+    def __init__(self, calls: list) -> None:
+        self.calls = calls  # outlives the popup, so the result can show what it received
+
+    def on_item(self, worker: str, number: int) -> None:
+        self.calls.append((worker, number))  # one list.append: atomic, safe from several Workers
+
+
+def ui_main(loop: EventLoop, stop: threading.Event, timeout: float, log) -> None:
+    log.info("event loop running: every queued slot runs here, one call at a time")
+    ran = loop.run(stop=stop, timeout=timeout)  # returns once stop is set and the queue is drained
+    log.info("event loop done after %d queued calls", ran)
+
+
+def worker(item_ready: Signal, items: int, item_s: float, half_time: threading.Barrier,
+           emitted: dict) -> None:
+    me = threading.current_thread().name
+    for number in range(1, items + 1):
+        if number == items // 2 + 1:
+            half_time.wait(timeout=BARRIER_TIMEOUT)  # every worker has emitted its first half
+        time.sleep(item_s)  # stands for real work
+        item_ready.emit(me, number)  # the worker knows nothing about who listens
+        emitted[me] = number  # only this thread writes its own key
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    log = kit.setup(args)
+    item_ready = Signal("item_ready")
+    ui_loop = EventLoop("UI")  # its queue gets a call per emit from any Worker; only UI runs them
+    stats, ui, popup_calls = Stats(log), UI(log), []
+    popups = [Popup(popup_calls)]  # the only strong reference to the popup
+    item_ready.connect(stats.count_item)  # direct: runs in the emitting thread
+    item_ready.connect(ui.show_item, loop=ui_loop)  # queued: runs in the UI thread
+    item_ready.connect(popups[0].on_item)  # direct, held weakly
+    log.info("item_ready has %d slots: direct Stats, queued UI, direct Popup", len(item_ready))
+    dropped: list[int] = []
+
+    def close_popup() -> None:
+        # A Barrier action runs once, in the last worker to arrive, while every worker waits.
+        before = len(item_ready)
+        popups.clear()  # the popup's refcount drops to 0: it is freed, its WeakMethod goes dead
+        gc.collect()  # certain even if a reference cycle (or PyPy) kept it alive
+        dropped.append(before - len(item_ready))
+        log.info("popup closed and collected: item_ready has %d slots (was %d), no disconnect()",
+                 len(item_ready), before)
+
+    half_time = threading.Barrier(args.workers, action=close_popup)
+    workers_done = threading.Event()  # set by main after joining every worker; UI's loop watches it
+    emitted: dict[str, int] = {}
+    item_s = args.item_ms / 1000
+    budget = BARRIER_TIMEOUT + args.items * item_s + 5  # seconds: a worker's worst case, and some
+    ui_thread = threading.Thread(target=ui_main, name="UI",
+                                 args=(ui_loop, workers_done, budget + 5, log))
+    workers = [threading.Thread(target=worker, name=f"Worker-{i}",
+                                args=(item_ready, args.items, item_s, half_time, emitted))
+               for i in range(1, args.workers + 1)]
+    for thread in [ui_thread, *workers]:
+        thread.start()
+    for thread in workers:
+        thread.join(timeout=budget)
+    workers_done.set()  # UI drains the calls already queued, then its loop returns
+    ui_thread.join(timeout=10)
+
+    total = sum(emitted.values())
+    kit.emit_result(emitted=total, delivered_direct=stats.calls, delivered_queued=ui.shown,
+                    slot_threads={"direct": sorted(stats.threads), "queued": sorted(ui.threads)},
+                    popup_calls=len(popup_calls), dropped_after_gc=sum(dropped))
+    return 0 if total == stats.calls == ui.shown and ui.threads == {"UI"} else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,36 @@
+"""Lesson 05: the unlocked counter loses updates on every run; Lock and RLock never do."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def check(result: dict, expected: int) -> None:
+    assert result["expected"] == expected
+    assert result["unlocked"] < expected, "the race must show on every run"
+    assert result["lost_updates"] == expected - result["unlocked"] > 0
+    assert result["locked"] == result["rlocked"] == expected
+    assert result["plain_lock_reentered"] == 0, "a plain Lock must refuse its own owner"
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3])
+def test_defaults_lose_updates_on_every_run(lesson, attempt):
+    run = lesson("05")
+    assert run.returncode == 0, run.stderr[-3000:]
+    check(run.result, expected=4 * 1000)
+
+
+def test_other_sizes(lesson):
+    run = lesson("05", "--threads", "3", "--increments", "500")
+    assert run.returncode == 0, run.stderr[-3000:]
+    check(run.result, expected=3 * 500)
+
+
+def test_locks_are_traced_and_contended(lesson):
+    run = lesson("05", "--threads", "2", "--increments", "200")
+    waited_for = {e["obj"] for e in run.of_kind("sync") if e["op"] == "wait"}
+    assert {"counter-lock", "counter-rlock"} <= waited_for
+    timeouts = [e for e in run.of_kind("sync") if e["op"] == "timeout"]
+    assert [(e["obj"], e["thread"]) for e in timeouts] == [("counter-lock", "MainThread")]
+    waiters = {e["thread"] for e in run.of_kind("sync") if e["op"] == "acquired"}
+    assert waiters & {"Locked-1", "Locked-2"} and waiters & {"RLocked-1", "RLocked-2"}
