@@ -94,6 +94,8 @@ class Sampler:
 
     def _row(self, thread: threading.Thread, frame) -> dict[str, Any]:
         state, detail = frames.classify(frame)
+        if not thread.is_alive():  # the main thread at exit: atexit runs after it is marked stopped
+            state, detail = "done", ""
         blocked = traced.waiting(thread.ident)
         waiting_for = None
         if blocked:

@@ -1,0 +1,26 @@
+"""Lesson 08: a shared global mixes request contexts up on every run; threading.local never does."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3])
+def test_global_context_mixes_requests_up_and_local_does_not(lesson, attempt):
+    run = lesson("08")
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = run.result
+    assert result["requests"] == 12
+    assert result["mismatches_with_global"] > 0, "the race must show on every run"
+    assert result["mismatches_with_local"] == 0
+    assert result["connections_with_local"] == 4, "one connection per handler thread"
+    warnings = [e for e in run.of_kind("log") if e["level"] == "WARNING"]
+    assert len(warnings) == result["mismatches_with_global"]
+
+
+def test_two_handlers_one_request_each_mix_up_exactly_once(lesson):
+    # Both write before either reads back, so the first writer always reads the second one's id.
+    result = lesson("08", "--workers", "2", "--requests", "1").result
+    assert result["mismatches_with_global"] == 1
+    assert result["mismatches_with_local"] == 0
+    assert result["connections_with_local"] == 2
