@@ -1,0 +1,174 @@
+"""Qt: a worker object in a QThread reporting progress to the main thread through signals.
+
+Problem:
+    A Qt program keeps its event loop and every GUI object in the main thread, so slow work moves
+    to a ``QThread``: a worker ``QObject`` is moved there with ``moveToThread`` and emits
+    ``progress`` signals. Qt decides per connection where a slot runs. A slot of a ``QObject``
+    living in the main thread is *queued*: posted to the main event loop and run there. A plain
+    function (or lambda) belongs to no thread, so it is called *directly*, in the emitting thread.
+    The log proves both. Runs headless (``QCoreApplication``, offscreen).
+
+What to watch:
+    The worker's first line comes from ``Dummy-1``: Python did not start this thread, so
+    ``threading`` makes up a "dummy" Thread object for it, until the worker names it after the
+    QThread's ``objectName`` (``Qt-Worker``). Then each step logs twice: the function slot in
+    ``Qt-Worker``, the receiver's slot in ``MainThread`` (which Qt calls ``Qt mainThread``).
+    Python never sees an alien thread end, so ``Qt-Worker`` stays "alive" in the thread table.
+
+Expected output:
+    Ten steps, then ``progress_received = 10``, ``slot_threads`` with ``receiver_slot: MainThread``
+    and ``function_slot: Qt-Worker``, ``finished_cleanly = 1``. Without PySide6: ``skipped = 1``.
+
+Failure modes:
+    Touching a main-thread object (a widget) from the worker, or connecting its slot with
+    ``DirectConnection``, runs GUI code in the wrong thread: a crash now and then, never in the
+    demo. Emit a signal and let Qt queue the call. Slots on a ``QThread`` subclass run in the
+    thread that *created* it, not in the new one; use a worker ``QObject`` and ``moveToThread``.
+    ``terminate()`` can kill a thread holding a lock: ask it to stop, ``quit()``, ``wait(timeout)``.
+
+Exercises:
+    1. Run with ``--receiver-connection direct``: which thread runs ``Receiver.on_progress`` now,
+       and why would that be a bug if the receiver were a progress bar?
+    2. Delete the line in ``Worker.run`` that renames the Python thread: what do the log lines and
+       ``worker_thread_name`` say, and why can't ``threading`` know the QThread's name?
+    3. Add ``time.sleep(0.2)`` to ``Receiver.on_progress``: the worker still finishes on time, but
+       the main thread's lines lag behind. Where do the queued calls wait meanwhile?
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from lessons import kit
+
+REQUIRES = ("qt",)  # the optional extra: pip install 'threadlab[qt]'
+POLL_MS = 100  # the main loop runs Python this often, so Ctrl-C (a Python handler) gets a turn
+WAIT_MS = 3000  # for the worker to end: one step (at most 1 s) after `stop`, with room to spare
+
+
+def build_parser():
+    parser = kit.lesson_parser(__doc__)
+    parser.add_argument("--steps", type=kit.int_range(1, 1000), default=10,
+                        help="progress signals the worker emits")
+    parser.add_argument("--step-ms", type=kit.int_range(0, 1000), default=50,
+                        help="milliseconds of work per step: slow enough to watch the lines interleave")
+    parser.add_argument("--timeout", type=kit.float_range(1, 600), default=10.0,
+                        help="seconds before the event loop gives up on the worker")
+    parser.add_argument("--receiver-connection", choices=("auto", "queued", "direct"), default="auto",
+                        help="how Receiver.on_progress is connected; auto picks queued across threads")
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def make_classes(QtCore, stop: threading.Event, log):
+    """The Qt classes, built here because PySide6 is imported only when the lesson runs."""
+
+    class Worker(QtCore.QObject):
+        progress = QtCore.Signal(int)
+        finished = QtCore.Signal()
+
+        def __init__(self, steps: int, step_s: float) -> None:
+            super().__init__()
+            self.steps, self.step_s = steps, step_s
+            # Written in the worker thread; main reads them only after thread.wait() returned.
+            self.sent, self.python_name, self.thread_name = 0, "", ""
+
+        @QtCore.Slot()
+        def run(self) -> None:
+            me = threading.current_thread()
+            self.python_name = me.name
+            log.info("Python sees this thread as %r (a %s): Qt started it", me.name, type(me).__name__)
+            me.name = QtCore.QThread.currentThread().objectName()  # now the logs say Qt-Worker
+            self.thread_name = me.name
+            for step in range(1, self.steps + 1):
+                if stop.is_set():  # a thread cannot be killed safely, only asked to stop
+                    log.info("asked to stop after %d steps", self.sent)
+                    break
+                time.sleep(self.step_s)  # stands for real work: a download, a file scan...
+                self.sent += 1
+                self.progress.emit(step)  # direct slots run before emit returns; queued ones later
+            self.finished.emit()
+
+    class Receiver(QtCore.QObject):  # lives in the main thread, as every widget must
+        def __init__(self) -> None:
+            super().__init__()
+            self.received, self.threads = 0, set()
+
+        @QtCore.Slot(int)
+        def on_progress(self, step: int) -> None:
+            self.received += 1
+            self.threads.add(threading.current_thread().name)
+            log.info("receiver slot: step %d (Qt calls this thread %r)",
+                     step, QtCore.QThread.currentThread().objectName())
+
+    return Worker, Receiver
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    log = kit.setup(args)
+    try:
+        from PySide6 import QtCore
+    except ImportError as exc:
+        log.warning("PySide6 is not installed (%s). Install it with: pip install 'threadlab[qt]' "
+                    "(or start the dashboard with scripts/serve, which installs it)", exc)
+        kit.emit_result(skipped=1)
+        return 0
+
+    # Before the application exists: a GUI app would look for a screen; offscreen needs none.
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app = QtCore.QCoreApplication.instance() or QtCore.QCoreApplication([])
+    stop = threading.Event()  # set by Ctrl-C or after the loop; the worker checks it between steps
+    kit.cancel_on_interrupt(stop)
+    timed_out = threading.Event()  # set by the timeout timer; the poll timer then ends the loop
+    Worker, Receiver = make_classes(QtCore, stop, log)
+
+    thread = QtCore.QThread()
+    thread.setObjectName("Qt-Worker")  # Qt's name; Python's threading cannot see it (see Worker.run)
+    worker = Worker(args.steps, args.step_ms / 1000)
+    worker.moveToThread(thread)  # from now on its slots run in `thread`
+    receiver = Receiver()
+    function_threads: set[str] = set()  # added to by whichever thread calls the function slot
+
+    def function_slot(step: int) -> None:
+        function_threads.add(threading.current_thread().name)
+        log.info("function slot: step %d", step)
+
+    connection = getattr(QtCore.Qt.ConnectionType, f"{args.receiver_connection.title()}Connection")
+    thread.started.connect(worker.run)  # emitted in the new thread, where the worker lives
+    worker.progress.connect(receiver.on_progress, connection)
+    worker.progress.connect(function_slot)  # no receiver object, so no thread to queue it to
+    worker.finished.connect(app.quit)  # queued behind the progress calls posted before it
+    QtCore.QTimer.singleShot(int(args.timeout * 1000), timed_out.set)
+    poll = QtCore.QTimer()
+    poll.timeout.connect(lambda: (stop.is_set() or timed_out.is_set()) and app.quit())
+    poll.start(POLL_MS)
+
+    log.info("starting %s: %d steps of %d ms", thread.objectName(), args.steps, args.step_ms)
+    thread.start()
+    app.exec()  # the main event loop: runs the queued slots until quit()
+    if timed_out.is_set():
+        log.warning("no finish after %.1fs: asking the worker to stop", args.timeout)
+    stop.set()  # the loop may have ended early (Ctrl-C, timeout): the worker stops at its next step
+    thread.quit()  # ends the QThread's own event loop, which runs after Worker.run returns
+    finished = thread.wait(WAIT_MS)
+    app.processEvents()  # deliver queued calls posted after the loop ended, so none is lost
+    log.info("%s %s", thread.objectName(), "finished" if finished else "did NOT finish in time")
+
+    kit.emit_result(progress_sent=worker.sent, progress_received=receiver.received,
+                    slot_threads={"receiver_slot": ", ".join(sorted(receiver.threads)),
+                                  "function_slot": ", ".join(sorted(function_threads))},
+                    receiver_connection=args.receiver_connection,
+                    worker_thread_name=worker.thread_name, python_name_before=worker.python_name,
+                    timed_out=int(timed_out.is_set()), finished_cleanly=int(finished))
+    ok = finished and not timed_out.is_set() and receiver.received == worker.sent
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

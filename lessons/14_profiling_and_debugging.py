@@ -1,0 +1,186 @@
+"""Profiling and debugging threads: which thread is stuck, and where?
+
+Problem:
+    A hung threaded program rarely says why, but Python can look inside itself:
+    ``threading.enumerate()`` lists threads, ``sys._current_frames()`` gives their stacks,
+    ``faulthandler`` prints them from C (even when Python is wedged), ``threading.excepthook``
+    catches what a thread raises, ``threading.setprofile`` counts each thread's calls. The lesson
+    finds ``Stuck-Worker`` and says where it waits. From outside: ``py-spy dump --pid PID`` (``py-spy top`` for a live
+    view) prints every thread's stack by name; it needs ptrace rights (root, or SYS_PTRACE).
+
+What to watch:
+    ``Crashing-Worker`` logs its own uncaught exception through the lesson's hook. Then each
+    thread is listed with where it is: ``Stuck-Worker`` and ``Heartbeat`` both sit in
+    ``Event.wait``, but only one is in the *same* call a sample later. The faulthandler dump
+    follows, its thread ids annotated with names.
+
+Expected output:
+    ``stuck_thread = Stuck-Worker`` at the ``release.wait`` line, ``exceptions_caught = 1``; in
+    ``calls_per_thread`` about 2000 per busy worker, dozens for ``Stuck-Worker``, and hundreds for
+    the crasher: its hook's logging runs in the dying thread.
+
+Failure modes:
+    ``print`` calls added to find a hang change its timing and show only where you guessed: read
+    the stacks. ``try/except: pass`` around a thread body hides crashes; ``threading.excepthook``
+    sees them all. One stack sample cannot tell stuck from a loop of short waits: compare two.
+    ``setprofile`` (``settrace`` is its per-line twin, used by debuggers) reaches only threads
+    started later (3.12 adds ``setprofile_all_threads``) and slows every call: remove it after use.
+
+Exercises:
+    1. Run with ``--linger 60`` and, in another terminal, ``py-spy dump --pid PID`` (PID is the
+       ``native_id`` of ``MainThread``): compare with the faulthandler dump. What does it add?
+    2. Make ``Stuck-Worker`` block on ``lock.acquire()`` of a ``threading.Lock`` that main holds:
+       does ``find_stuck`` still find it? Why not (hint: where does ``acquire`` run)?
+    3. Add ``faulthandler.register(signal.SIGUSR1, all_threads=True)`` in ``main``, run with
+       ``--linger 30`` and send ``kill -USR1 PID``: a dump on demand, written by C code.
+"""
+
+from __future__ import annotations
+
+import collections
+import faulthandler
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+
+from lessons import kit
+
+JOIN_TIMEOUT = 10.0  # 1,000,000 profiled calls take ~1 s; Stuck-Worker's extra wait past --linger
+
+
+def build_parser():
+    parser = kit.lesson_parser(__doc__)
+    parser.add_argument("--calls", type=kit.int_range(1, 1_000_000), default=2000,
+                        help="small function calls each of the two busy workers makes")
+    parser.add_argument("--sample-gap", type=kit.float_range(0.1, 5), default=0.3,
+                        help="seconds between the two stack samples that tell stuck from busy")
+    parser.add_argument("--linger", type=kit.float_range(0, 600), default=0,
+                        help="seconds to stay stuck after the inspection, to attach py-spy")
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def checksum(n: int) -> int:
+    return (n * 2654435761) % 2**32  # Knuth's multiplicative hash: a tiny function to call often
+
+
+def busy_worker(calls: int, log) -> None:
+    total = 0
+    for i in range(calls):  # a plain loop: a generator would add a "call" event per item
+        total += checksum(i)
+    log.info("made %d checksum calls (total %d)", calls, total)
+
+
+def crashing_worker() -> None:
+    record = {"id": 42}
+    int(record.get("amount", "n/a"))  # ValueError, and nothing in this thread catches it
+
+
+def stuck_worker(ready: threading.Event, release: threading.Event, timeout: float, log) -> None:
+    log.info("waiting for the release event, which main sets only after the hunt")
+    ready.set()  # "the hang has begun": a real hunt would simply look once the program hangs
+    release.wait(timeout)  # the hang we hunt; a real one would have no timeout at all
+
+
+def heartbeat(stop: threading.Event) -> None:
+    while not stop.wait(0.05):  # the decoy: waits shorter than --sample-gap, never the same one
+        pass
+
+
+def where(frame) -> str:  # "file:line in function" of the innermost frame in this lesson's file
+    while frame is not None and frame.f_code.co_filename != __file__:
+        frame = frame.f_back
+    return f"{os.path.basename(__file__)}:{frame.f_lineno} in {frame.f_code.co_name}" if frame else "-"
+
+
+def find_stuck(gap: float, log) -> tuple[list[str], list[tuple[str, str]]]:
+    """Two samples of every stack, ``gap`` apart: a thread still inside the *same* wait call is stuck."""
+    first = sys._current_frames()
+    time.sleep(gap)
+    second = sys._current_frames()
+    seen, stuck = [], []
+    for thread in threading.enumerate():
+        if thread.name.startswith("threadlab-"):  # the kit's own (sampler, command reader)
+            continue
+        seen.append(thread.name)
+        frame = second.get(thread.ident)
+        # Same frame *object* in both samples: the call never returned. In threading.py: a wait.
+        waiting = frame is not None and frame.f_code.co_filename == threading.__file__
+        same_call = waiting and first.get(thread.ident) is frame
+        log.info("%-14s daemon=%s native_id=%s at %s%s", thread.name, thread.daemon, thread.native_id,
+                 where(frame), " (STUCK in the same wait for the whole sample gap)" if same_call else "")
+        if same_call:
+            stuck.append((thread.name, where(frame)))
+    return sorted(seen), stuck
+
+
+def dump_all_stacks(log) -> None:
+    """faulthandler writes from C to a file (not stdout: JSON only there); we add thread names."""
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    with tempfile.TemporaryFile("w+") as dump:
+        faulthandler.dump_traceback(dump, all_threads=True)
+        dump.seek(0)
+        for line in dump.read().splitlines():
+            line = re.sub(r"0x[0-9a-f]+", lambda m: f"{m[0]} ({names.get(int(m[0], 16), '?')})", line)
+            log.info("faulthandler| %s", line)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    log = kit.setup(args)
+    stop = threading.Event()  # set at the end or by Ctrl-C; Heartbeat and --linger wait on it
+    kit.cancel_on_interrupt(stop)
+    release = threading.Event()  # what Stuck-Worker waits for; only main sets it, after the hunt
+    ready = threading.Event()  # set by Stuck-Worker just before it blocks; main hunts after that
+    calls: collections.Counter[str] = collections.Counter()  # each thread adds only to its own key
+    caught: list[str] = []  # threads that died: the hook appends, running in the dying thread
+
+    def count_calls(frame, event, arg) -> None:
+        if event == "call":  # a Python function starts; "c_call" would be a built-in one
+            calls[threading.current_thread().name] += 1
+
+    def log_uncaught(hook: threading.ExceptHookArgs) -> None:
+        caught.append(hook.thread.name if hook.thread else "?")
+        log.error("uncaught %s: %s", hook.exc_type.__name__, hook.exc_value,
+                  exc_info=(hook.exc_type, hook.exc_value, hook.exc_traceback))
+
+    original_hook = threading.excepthook  # the default prints to stderr; we log instead
+    threading.excepthook = log_uncaught
+    threading.setprofile(count_calls)  # every thread started from now on runs count_calls per call
+    workers = [threading.Thread(target=busy_worker, name=f"Busy-Worker-{i}", args=(args.calls, log))
+               for i in (1, 2)]  # two, to compare their counts with the others
+    workers.append(threading.Thread(target=crashing_worker, name="Crashing-Worker"))
+    waiters = [threading.Thread(target=stuck_worker, name="Stuck-Worker",
+                                args=(ready, release, args.linger + JOIN_TIMEOUT, log)),
+               threading.Thread(target=heartbeat, name="Heartbeat", args=(stop,))]
+    try:
+        for thread in workers + waiters:
+            thread.start()
+        for thread in workers:
+            thread.join(timeout=JOIN_TIMEOUT)
+        ready.wait(timeout=JOIN_TIMEOUT)
+        seen, stuck = find_stuck(args.sample_gap, log)
+        dump_all_stacks(log)
+        stop.wait(args.linger)  # time for py-spy dump --pid PID (PID: MainThread's native_id)
+    finally:  # whatever happened, leave no thread stuck and no hook installed
+        release.set()
+        stop.set()
+        for thread in waiters:
+            thread.join(timeout=JOIN_TIMEOUT)
+        threading.setprofile(None)
+        threading.excepthook = original_hook
+
+    stuck_thread, stuck_where = stuck[0] if len(stuck) == 1 else (f"{len(stuck)} found", "-")
+    kit.emit_result(threads_seen=seen, exceptions_caught=len(caught), calls_per_thread=dict(calls),
+                    stuck_thread=stuck_thread, stuck_where=stuck_where)
+    return 0 if stuck_thread == "Stuck-Worker" and len(caught) == 1 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
