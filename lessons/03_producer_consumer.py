@@ -5,32 +5,38 @@ Problem:
     thread-safe hand-over: ``put`` and ``get`` do their own locking, and a *bounded* queue
     (``maxsize``) pushes back on producers when consumers fall behind, so memory stays flat.
     At the end we stop producing, let the consumers drain what is left, and stop them with one
-    sentinel (``None``) each: nothing is lost and nothing hangs.
+    sentinel (``None``) each: nothing is lost and nothing hangs. ``--stages N`` puts N stages of
+    workers in between (a pipeline, a bounded queue before each), stopped stage by stage alike.
 
 What to watch:
     The log shows each put and get with the queue's fill level. In the thread table, producers
     sit in ``waiting-queue`` while the queue is full (back-pressure) and consumers sit in
     ``waiting-queue`` when it is empty. Raise ``--producers`` and the queue stays full; raise
-    ``--consumers`` and it stays empty.
+    ``--consumers`` and it stays empty. With stages, the queue before the slowest step stays full.
 
 Expected output:
     Producers and consumers log interleaved lines for ``--duration`` seconds, then
-    ``Result: produced = N, consumed = N, left = 0`` with N > 0.
+    ``Result: produced = N, consumed = N, left = 0`` with N > 0; with ``--stages 2`` also
+    ``stage_1 = N`` and ``stage_2 = N``: every stage handled every item.
 
 Failure modes:
     A plain ``list`` with ``append``/``pop`` looks like it works but needs its own lock and a
     busy-wait when empty; use ``queue.Queue``. An unbounded queue hides a slow consumer until memory
     runs out; give it a ``maxsize``. Stopping consumers with a flag instead of a sentinel can leave
     items behind or leave a consumer blocked in ``get()`` forever; ``get(timeout=...)`` plus a
-    sentinel per consumer ends them exactly when the queue is drained.
+    sentinel per consumer ends them exactly when the queue is drained. Stage workers passing their
+    own sentinels on send the next stage the wrong number, with items behind them; let the main
+    thread send them once the whole stage is joined.
 
 Exercises:
     1. Run with ``--queue-size 1 --producers 4`` and watch producers wait on a full queue; then
-       ``--consumers 1 --consume-ms 50`` and explain the numbers in the result.
+       ``--consumers 1 --consume-ms 50`` and explain the numbers in the result. Then find the
+       bottleneck of ``--stages 2 --step-ms 80``: which queue stays full, which stay nearly empty?
     2. Replace the sentinel shutdown with ``queue.task_done()`` / ``queue.join()`` in the main thread;
        what must consumers do for ``join()`` to return?
-    3. Give each item a priority and switch to ``queue.PriorityQueue``; what must the sentinel's
-       priority be so consumers still drain every real item first?
+    3. Make ``worker`` put its sentinel on ``outbox`` (when it has one) before returning, and have
+       ``main`` send sentinels only into the first queue. Run ``--stages 1 --stage-workers 4
+       --consumers 1 --consume-ms 0``: what is left in the last queue, and why is ``consumed`` short?
 """
 
 from __future__ import annotations
@@ -42,8 +48,9 @@ import time
 
 from lessons import kit
 
-SENTINEL = None  # one per consumer: "no more items"; a consumer that gets it stops
+SENTINEL = None  # "no more items": one per reader of a queue; a reader that gets it stops
 PUT_TIMEOUT = 1.0  # seconds a producer waits for space before re-checking the stop flag
+HAND_OVER_TIMEOUT = 10  # seconds any other get/put/join may block: only a bug takes that long
 
 
 def build_parser():
@@ -53,11 +60,18 @@ def build_parser():
     parser.add_argument("--duration", type=kit.float_range(0.1, 600), default=2.0,
                         help="seconds to keep producing")
     parser.add_argument("--queue-size", type=kit.int_range(1, 1000), default=5,
-                        help="queue capacity: a full queue makes producers wait (back-pressure)")
+                        help="capacity of every queue: a full queue makes its writers wait (back-pressure)")
     parser.add_argument("--produce-ms", type=kit.int_range(0, 1000), default=20,
                         help="milliseconds to make one item")
     parser.add_argument("--consume-ms", type=kit.int_range(0, 1000), default=30,
                         help="milliseconds to handle one item")
+    parser.add_argument("--stages", type=kit.int_range(0, 5), default=0,
+                        help="stages of workers between producers and consumers (0: a single queue)")
+    parser.add_argument("--stage-workers", type=kit.int_range(1, 8), default=2,
+                        help="worker threads in each stage")
+    # 15 is half of --consume-ms: by default the consumers stay the slowest step, as with no stages.
+    parser.add_argument("--step-ms", type=kit.int_range(0, 1000), default=15,
+                        help="milliseconds a stage worker spends on one item")
     return parser
 
 
@@ -79,53 +93,72 @@ def producer(items: queue.Queue, stop: threading.Event, numbers, produce_s: floa
         log.info("put item %d (queue %d/%d)", item, items.qsize(), items.maxsize)
 
 
-def consumer(items: queue.Queue, consume_s: float, counts: dict, log):
+def worker(inbox: queue.Queue, outbox: queue.Queue | None, work_s: float, counts: dict, log):
+    """A stage worker hands each item on to ``outbox``; a consumer (no outbox) is the last step."""
     me = threading.current_thread().name
     while True:
-        item = items.get(timeout=10)  # a timeout so a bug cannot hang us forever
+        item = inbox.get(timeout=HAND_OVER_TIMEOUT)  # a timeout so a bug cannot hang us forever
         if item is SENTINEL:
+            # Not passed on: the next stage may have more readers than this one has workers (some
+            # would never stop) or fewer (extra sentinels strand the items siblings put behind
+            # them). Nor may the first worker out send them all: items of busy siblings would land
+            # behind them. The main thread sends them once this whole stage has been joined.
             log.info("got the sentinel: queue drained, stopping")
             return
-        time.sleep(consume_s)
+        time.sleep(work_s)  # stands for real work: parsing, resizing, storing...
+        if outbox is not None:
+            outbox.put(item, timeout=HAND_OVER_TIMEOUT)  # waits while the next stage is behind
         counts[me] = counts.get(me, 0) + 1
-        log.info("got item %d (queue %d/%d)", item, items.qsize(), items.maxsize)
+        log.info("got item %d (queue %d/%d)", item, inbox.qsize(), inbox.maxsize)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     log = kit.setup(args)
-    items: queue.Queue = queue.Queue(maxsize=args.queue_size)
+    # queues[0] is written by the producers, queues[k] by stage k, and the consumers read the last.
+    # Every one is bounded, so a slow step pushes back on every step before it.
+    queues = [queue.Queue(maxsize=args.queue_size) for _ in range(args.stages + 1)]
     stop = threading.Event()  # set when producing should end: by the clock or by Ctrl-C
     kit.cancel_on_interrupt(stop)
     produced: dict[str, int] = {}
     consumed: dict[str, int] = {}
+    handled: list[dict[str, int]] = [{} for _ in range(args.stages)]  # one per stage
     numbers = itertools.count(1)
 
     producers = [threading.Thread(target=producer, name=f"Producer-{i}",
-                                  args=(items, stop, numbers, args.produce_ms / 1000, produced, log))
+                                  args=(queues[0], stop, numbers, args.produce_ms / 1000, produced, log))
                  for i in range(1, args.producers + 1)]
-    consumers = [threading.Thread(target=consumer, name=f"Consumer-{i}",
-                                  args=(items, args.consume_ms / 1000, consumed, log))
-                 for i in range(1, args.consumers + 1)]
-    for thread in producers + consumers:
+    # readers[k] are the threads reading queues[k]: each stage in turn, then the consumers.
+    readers = [[threading.Thread(target=worker, name=f"Stage{s}-Worker-{i}",
+                                 args=(queues[s - 1], queues[s], args.step_ms / 1000, handled[s - 1], log))
+                for i in range(1, args.stage_workers + 1)]
+               for s in range(1, args.stages + 1)]
+    readers.append([threading.Thread(target=worker, name=f"Consumer-{i}",
+                                     args=(queues[-1], None, args.consume_ms / 1000, consumed, log))
+                    for i in range(1, args.consumers + 1)])
+    for thread in producers + [thread for group in readers for thread in group]:
         thread.start()
-    log.info("started %d producers and %d consumers; producing for %.1fs",
-             len(producers), len(consumers), args.duration)
+    log.info("started %d producers, %d consumers and %d stage workers; producing for %.1fs",
+             len(producers), args.consumers, args.stages * args.stage_workers, args.duration)
 
     stop.wait(args.duration)  # returns early if Ctrl-C set it
     stop.set()
     for thread in producers:
         thread.join(timeout=PUT_TIMEOUT + 1)
-    # Producers are done, so every real item is already in the queue, ahead of the sentinels.
-    for _ in consumers:
-        items.put(SENTINEL, timeout=10)
-    for thread in consumers:
-        thread.join(timeout=10)
+    # Stage by stage: once every writer of a queue is joined, all its real items are in it, ahead
+    # of the sentinels put now, and one sentinel per reader stops each reader exactly once.
+    for inbox, group in zip(queues, readers, strict=True):
+        for _ in group:
+            inbox.put(SENTINEL, timeout=HAND_OVER_TIMEOUT)
+        for thread in group:
+            thread.join(timeout=HAND_OVER_TIMEOUT)
 
     total_produced, total_consumed = sum(produced.values()), sum(consumed.values())
+    stages = {f"stage_{s}": sum(counts.values()) for s, counts in enumerate(handled, start=1)}
     log.info("produced %d, consumed %d", total_produced, total_consumed)
-    kit.emit_result(produced=total_produced, consumed=total_consumed, left=items.qsize())
-    return 0 if total_produced == total_consumed else 1
+    kit.emit_result(produced=total_produced, **stages, consumed=total_consumed,
+                    left=sum(q.qsize() for q in queues))
+    return 0 if all(n == total_produced for n in [*stages.values(), total_consumed]) else 1
 
 
 if __name__ == "__main__":

@@ -128,9 +128,13 @@ def emit_result(**values: Any) -> dict[str, Any]:
         events.emit("result", values=values)
     else:
         width = max((len(k) for k in values), default=0)
-        print("\nResult:")
-        for key, value in values.items():
-            print(f"  {key:<{width}} = {value}")
+        lines = ["", "Result:", *(f"  {key:<{width}} = {value}" for key, value in values.items())]
+        try:
+            print("\n".join(lines), flush=True)
+        except BrokenPipeError:
+            from .logsetup import silence_stdout
+
+            silence_stdout()
     return values
 
 

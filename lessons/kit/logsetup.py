@@ -8,6 +8,7 @@ In text mode each line says when (ms since start), which thread, and what:
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from . import events
@@ -41,6 +42,23 @@ class JsonEventHandler(logging.Handler):
             self.handleError(record)
 
 
+class TextHandler(logging.StreamHandler):
+    """Readable lines on stdout; when the reader goes away (``lesson.py | head``), stop writing."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], BrokenPipeError):
+            silence_stdout()
+        else:
+            super().handleError(record)
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, as the Python docs advise after a BrokenPipeError
+    (https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def configure(log_format: str, verbose: bool) -> None:
     """Replace the root logger's handlers with one for the chosen format.
 
@@ -52,7 +70,7 @@ def configure(log_format: str, verbose: bool) -> None:
     if log_format == "json":
         handler: logging.Handler = JsonEventHandler()
     else:
-        handler = logging.StreamHandler(sys.stdout)
+        handler = TextHandler(sys.stdout)
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

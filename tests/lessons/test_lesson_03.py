@@ -1,0 +1,65 @@
+"""Lesson 03: every item produced is consumed, through every stage, and no queue keeps anything."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from .conftest import ROOT, lesson_module
+
+
+def thread_names(run) -> set[str]:
+    return {row["name"] for event in run.of_kind("threads") for row in event["threads"]}
+
+
+def test_defaults_hand_every_item_over_one_queue(lesson):
+    run = lesson("03")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.result == {"produced": run.result["produced"], "consumed": run.result["produced"],
+                          "left": 0}, "no stages by default: the same three numbers as ever"
+    assert run.result["produced"] > 0
+    assert thread_names(run) == {"MainThread", "Producer-1", "Producer-2", "Consumer-1", "Consumer-2"}
+
+
+def test_every_stage_handles_every_item(lesson):
+    run = lesson("03", "--stages", "2", "--stage-workers", "3", "--duration", "1")
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = run.result
+    assert result["produced"] > 0
+    assert result["stage_1"] == result["stage_2"] == result["produced"] == result["consumed"]
+    assert result["left"] == 0 and "stage_3" not in result
+    workers = {f"Stage{s}-Worker-{i}" for s in (1, 2) for i in (1, 2, 3)}
+    assert workers <= thread_names(run)
+    stopped = [e["thread"] for e in run.of_kind("log") if e["msg"].startswith("got the sentinel")]
+    assert sorted(stopped) == sorted([*workers, "Consumer-1", "Consumer-2"]), "one sentinel each"
+
+
+def test_ctrl_c_drains_every_stage_and_exits_cleanly(tmp_path):
+    out_path = tmp_path / "stdout.jsonl"
+    argv = [sys.executable, "-m", lesson_module("03"), "--log-format", "json",
+            "--duration", "60", "--stages", "1"]
+    # stdout goes to a file: the lesson logs every item, enough to fill a pipe nobody reads.
+    with out_path.open("w") as out:
+        proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while "started" not in out_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)  # SIGINT before kit.setup() would be Python's own KeyboardInterrupt
+        time.sleep(1)  # let every queue fill up, so the shutdown has something to drain
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=10)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert took < 3, f"Ctrl-C took {took:.1f}s to wind the pipeline down"
+    events = [json.loads(line) for line in out_path.read_text().splitlines()]
+    result = [e for e in events if e["kind"] == "result"][-1]["values"]
+    assert result["produced"] == result["stage_1"] == result["consumed"] > 0
+    assert result["left"] == 0
