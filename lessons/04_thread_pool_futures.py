@@ -1,0 +1,187 @@
+"""Thread pools and futures: submit, map, errors, cancelling, timeouts, and what the GIL allows.
+
+Problem:
+    A ``ThreadPoolExecutor`` keeps a team of workers and hands back a ``Future`` per task: a receipt
+    to wait on (with a timeout), to ask for the result or the exception, or to cancel while queued.
+    The GIL lets one thread at a time run Python code and waiting (sleep, sockets) releases it, so
+    threads speed up I/O-bound work; pure-Python crunching needs processes, each with its own GIL.
+
+What to watch:
+    Tasks finish out of submit order; task 3's error appears only when its future is asked; a timed
+    out ``result()`` leaves its task running; ``cancel()`` works only on queued tasks. In the CPU
+    batch every ``Batch_N`` thread looks "running", yet together their ``cpu_s`` grows like one core's.
+
+Expected output:
+    ``io_thread_speedup`` near ``--workers``, ``cpu_thread_speedup`` near 1 (the GIL),
+    ``cpu_process_speedup`` near the number of cores; failed = 1, cancelled = ``--workers``.
+
+Failure modes:
+    ``submit()`` without ever asking the future: its exception vanishes; call ``result()`` or
+    ``exception()``. Threads for CPU-bound Python: no speed-up; use ``ProcessPoolExecutor``. ``fork``
+    in a program with threads can copy a held lock into the child, which hangs; use ``spawn``.
+    A timeout or ``cancel()`` never stops a running task; it must check a stop flag (lesson 07).
+
+Exercises:
+    1. Run ``--workload cpu --workers 2`` then ``--workers 4`` on a 2-core machine: why does the
+       process speed-up stop near 2 while ``--workload io --executor thread`` keeps growing?
+    2. In ``tour``, replace the submit/as_completed loop with ``list(pool.map(fetch, ...))``: where
+       does task 3's ``ValueError`` appear, and what happens to the results after it?
+    3. Run ``--workload cpu --executor process --cpu-loops 1000 --tasks 64``: why do processes now
+       lose to serial? Raise ``--cpu-loops`` until they win again: what does each task cost them?
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
+
+from lessons import kit
+from lessons.kit import traced
+
+TOUR_TASKS = 6  # more tasks than the default 4 workers, so some wait in line
+TOUR_STEP_S = 0.02  # task i sleeps (7 - i) steps: later tasks are shorter and finish first
+PEEK_S = 0.05  # how long we wait for a gated task: it cannot finish, so the wait times out
+WARM_MS = 20  # a warm-up task: long enough that a ready worker cannot take them all alone
+TIMEOUT = 30.0  # seconds before any wait gives up: reached only by a bug or a stalled machine
+
+
+def build_parser():
+    parser = kit.lesson_parser(__doc__)
+    parser.add_argument("--workload", choices=("both", "io", "cpu"), default="both",
+                        help="io: tasks sleep (GIL released); cpu: tasks loop in Python (GIL held)")
+    parser.add_argument("--executor", choices=("both", "thread", "process"), default="both",
+                        help="pool for the timed batches (the tour always uses threads)")
+    parser.add_argument("--workers", type=kit.int_range(1, 8), default=4,
+                        help="pool size: 4 is more than 2 cores yet quick to spawn as processes")
+    parser.add_argument("--tasks", type=kit.int_range(1, 64), default=8, help="tasks per timed batch")
+    parser.add_argument("--io-ms", type=kit.int_range(0, 1000), default=50, help="ms an I/O task sleeps")
+    parser.add_argument("--cpu-loops", type=kit.int_range(1000, 50_000_000), default=1_500_000,
+                        help="loop turns of one CPU task (1.5 million: about 60 ms)")
+    parser.add_argument("--fail-task", type=kit.int_range(0, TOUR_TASKS), default=3,
+                        help="which tour task raises an exception (0: none)")
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
+
+
+def fetch(task_id: int, delay_s: float, fail_id: int, log) -> int:
+    log.info("task %d started", task_id, extra={"task": task_id})
+    time.sleep(delay_s)  # stands for a web request: waiting releases the GIL, as a socket read does
+    if task_id == fail_id:
+        raise ValueError(f"task {task_id} failed on purpose")
+    return task_id * 100
+
+
+def gated(task_id: int, started: queue.Queue, gate, log) -> int:
+    log.info("task %d started; waiting for the gate", task_id, extra={"task": task_id})
+    started.put(task_id)  # tells the main thread "a worker is busy with me"
+    gate.wait(timeout=TIMEOUT)
+    return task_id * 100
+
+
+# The timed tasks are top-level functions: a process pool sends them to its children by name
+# (pickle), and a spawned child finds them by importing this module (which does no work on import).
+def io_task(ms: int):
+    time.sleep(ms / 1000)
+    return os.getpid(), threading.current_thread().name  # who ran it: same process or not?
+
+
+def cpu_task(loops: int):
+    total = 0
+    for i in range(loops):  # pure Python: this thread holds the GIL the whole time
+        total += i * i
+    return os.getpid(), threading.current_thread().name
+
+
+def tour(pool: ThreadPoolExecutor, args, log) -> dict:
+    """Submit, collect as completed, time out, cancel; count what became of every future."""
+    # Part 1: results and errors, in the order the tasks finish.
+    futures = {pool.submit(fetch, i, (TOUR_TASKS + 1 - i) * TOUR_STEP_S, args.fail_task, log): i
+               for i in range(1, TOUR_TASKS + 1)}
+    for future in as_completed(futures, timeout=TIMEOUT):  # in finishing order, not submit order
+        error = future.exception()  # what the task raised, handed over here instead of raised
+        if error is None:
+            log.info("task %d returned %d", futures[future], future.result())
+        else:
+            log.warning("task %d raised %r; the pool kept it until we asked", futures[future], error)
+
+    # Part 2: timeouts and cancel(), on tasks held at a gate.
+    started: queue.Queue = queue.Queue()  # gated tasks report here as they begin
+    # Set by the main thread once it has tried timeouts and cancel(); running gated tasks wait on
+    # it, so the outcome is the same on every run (traced.Event: threading.Event's traced twin).
+    gate = traced.Event("gate")
+    lined_up = [pool.submit(gated, i, started, gate, log) for i in range(11, 11 + 2 * args.workers)]
+    for _ in range(args.workers):
+        started.get(timeout=TIMEOUT)  # now every worker is busy and the rest wait in the queue
+    try:
+        lined_up[0].result(timeout=PEEK_S)
+    except TimeoutError:  # only our waiting stopped: nothing can interrupt a running thread
+        log.info("no result after %d ms; task still running: %s", PEEK_S * 1000, lined_up[0].running())
+    running = [f for f in lined_up if not f.cancel()]  # cancel() is False for a running task
+    log.info("cancel(): %d queued tasks cancelled, %d running refused",
+             len(lined_up) - len(running), len(running))
+    done, not_done = wait(running, timeout=PEEK_S)  # at the timeout it returns, it does not raise
+    log.info("wait(): %d done, %d not done; opening the gate", len(done), len(not_done))
+    gate.set()
+    wait(running, timeout=TIMEOUT)
+    fates = ["cancelled" if f.cancelled() else "failed" if f.exception(timeout=0) else "completed"
+             for f in [*futures, *lined_up]]
+    return {"submitted": len(fates), **{fate: fates.count(fate)
+                                         for fate in ("completed", "failed", "cancelled")}}
+
+
+def timed(pool, func, arg, tasks: int):
+    """Run func(arg) ``tasks`` times on ``pool`` (None: one by one, here): seconds taken, who ran it."""
+    start = time.perf_counter()
+    calls = map(func, [arg] * tasks) if pool is None else pool.map(func, [arg] * tasks, timeout=TIMEOUT)
+    ran_on = set(calls)  # pool.map, like map, yields results in input order, as each is ready
+    return time.perf_counter() - start, ran_on
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    log = kit.setup(args)
+    stop = threading.Event()  # set by Ctrl-C (or Stop): no new batch starts, pools shut down cleanly
+    kit.cancel_on_interrupt(stop)
+    with ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="Worker") as pool:
+        counts = tour(pool, args, log)
+    jobs = {"io": (io_task, args.io_ms), "cpu": (cpu_task, args.cpu_loops)}
+    workloads = ("io", "cpu") if args.workload == "both" else (args.workload,)
+    kinds = ("thread", "process") if args.executor == "both" else (args.executor,)
+    serial = {w: timed(None, *jobs[w], args.tasks)[0] for w in workloads}  # one by one, in here
+    timings = {f"{w}_serial_ms": round(seconds * 1000) for w, seconds in serial.items()}
+    # Processes by spawn, not fork (Linux's default before Python 3.14): fork copies only the
+    # calling thread, so a lock another thread (the kit's sampler, logging) holds at that instant
+    # stays locked in the child, which hangs when it needs it. spawn starts a fresh interpreter
+    # (forkserver is safe too) where the kit is not set up: children write nothing to our stdout.
+    # Children ignore Ctrl-C: this process decides when the pool ends, so none is left orphaned.
+    spawn = multiprocessing.get_context("spawn")
+    for kind in (k for k in kinds if not stop.is_set()):
+        start, seen = time.perf_counter(), set()
+        with (ThreadPoolExecutor(args.workers, thread_name_prefix="Batch") if kind == "thread"
+              else ProcessPoolExecutor(args.workers, mp_context=spawn, initializer=signal.signal,
+                                       initargs=(signal.SIGINT, signal.SIG_IGN))) as pool:
+            # Warm up until every worker has answered: start-up is a one-off cost, timed apart.
+            while len(seen) < args.workers and time.perf_counter() - start < TIMEOUT:
+                seen |= timed(pool, io_task, WARM_MS, args.workers)[1]
+            timings[f"{kind}_startup_ms"] = round((time.perf_counter() - start) * 1000)
+            for workload in (w for w in workloads if not stop.is_set()):
+                seconds, ran_on = timed(pool, *jobs[workload], args.tasks)
+                timings[f"{workload}_{kind}_ms"] = round(seconds * 1000)
+                timings[f"{workload}_{kind}_speedup"] = speedup = round(serial[workload] / seconds, 2)
+                log.info("%s x%d on %d %s workers in %d process(es): %.0f ms vs %.0f ms serial, %.2fx",
+                         workload, args.tasks, len(ran_on), kind, len({pid for pid, _ in ran_on}),
+                         seconds * 1000, serial[workload] * 1000, speedup)
+    kit.emit_result(**counts, **timings)
+    return 0 if counts["failed"] == int(args.fail_task > 0) and counts["cancelled"] == args.workers else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
