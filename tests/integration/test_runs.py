@@ -124,3 +124,19 @@ def test_timeline_svg_has_a_lane_per_thread(server):
     svg = body.decode()
     for name in ("MainThread", "Producer-1", "Producer-2", "Consumer-1", "Consumer-2"):
         assert f'data-thread="{name}"' in svg
+
+
+def test_lesson_09_deadlock_is_seen_through_the_api(server):
+    run_id = server.start("09", strategy="deadlock")
+    run = server.wait_status(run_id, timeout=30)
+    assert run["status"] == "exited"
+    events = server.events(run_id)
+    (deadlock,) = [e for e in events if e["kind"] == "deadlock"]
+    assert len(deadlock["cycle"]) == 2
+    assert all(entry["holds"] and entry["waits_for"] for entry in deadlock["cycle"])
+    rows = [row for e in events if e["kind"] == "threads" for row in e["threads"]]
+    assert any(row["state"] == "waiting-lock" for row in rows)
+    assert any(row["holds"] for row in rows)
+    svg = server.request("GET", f"/runs/{run_id}/timeline")[1].decode()
+    for name in {row["name"] for row in rows}:
+        assert f'data-thread="{name}"' in svg, name
