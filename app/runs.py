@@ -79,6 +79,7 @@ class Run:
         self.proc: subprocess.Popen | None = None
         self.reader: threading.Thread | None = None
         self._watch_write: int | None = None
+        self._limit_timer: threading.Timer | None = None  # the time limit; cancelled when the run ends
         self._seq = 0  # next event number
         # _append_lock guards _seq and the order of lines in events.jsonl: the reader, the waiter and
         # request threads (signal, stop) all append; each holds it for one batch.
@@ -107,11 +108,24 @@ class Run:
 
     @classmethod
     def load(cls, folder: Path) -> Run:
+        """A run from its folder, as a server starting up finds it: no process is behind it any more.
+
+        One that run.json still calls live was live when the server died (its process died with the
+        server: the kit's watchdog), so it becomes ``interrupted`` *before* its log is opened: a
+        live status would open the log for appending, with no index of the events already in it
+        (the run would show none, and its websockets would wait for the end forever).
+        """
         data = json.loads((folder / "run.json").read_text())
         known = {f for f in cls.__dataclass_fields__}
-        run = cls(folder=folder, **{k: v for k, v in data.items() if k in known})
+        fields = {k: v for k, v in data.items() if k in known}
+        interrupted = fields.get("status") not in FINAL
+        if interrupted:
+            fields["status"], fields["ended"] = "interrupted", fields.get("ended") or time.time()
+        run = cls(folder=folder, **fields)
         run._seq = len(run.log)
         run.done.set()
+        if interrupted:
+            run.save()
         return run
 
 
@@ -131,16 +145,18 @@ class RunManager:
         self.closing = threading.Event()  # set at shutdown; websocket loops end when they see it
         self._load_existing()
 
+    def reload(self) -> None:
+        """Forget what is in memory and read the data dir again (see app/serve.py: a new worker)."""
+        with self._lock:
+            self._runs.clear()
+        self._load_existing()
+
     def _load_existing(self) -> None:
         for meta in sorted(self.runs_dir.glob("*/run.json")):
             try:
-                run = Run.load(meta.parent)
+                run = Run.load(meta.parent)  # marks a run that was live when we died interrupted
             except (ValueError, TypeError, OSError):
                 continue  # not a run we can read; leave the folder for a person to look at
-            if run.status not in FINAL:
-                # It was live when the server died; its process died with the server (watchdog).
-                run.status, run.ended = "interrupted", run.ended or time.time()
-                run.save()
             self._runs[run.id] = run
 
     # -- queries -------------------------------------------------------------------------------
@@ -222,6 +238,7 @@ class RunManager:
         if self.time_limit:
             timer = threading.Timer(self.time_limit, self._expire, args=(run,))
             timer.name, timer.daemon = f"threadlab-limit-{run.id}", True
+            run._limit_timer = timer
             timer.start()
 
     def _read(self, run: Run) -> None:
@@ -267,6 +284,10 @@ class RunManager:
         run.append([(output.server_event("status", status=status, exit_code=code), None)])
         run.save()
         run.log.close()
+        if run._limit_timer is not None:
+            # Each timer is a thread sleeping out the whole limit (300 s by default): without this,
+            # every short run would leave one behind for minutes.
+            run._limit_timer.cancel()
         if run._watch_write is not None:
             os.close(run._watch_write)
             run._watch_write = None

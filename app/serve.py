@@ -51,6 +51,13 @@ def _serve_gunicorn(app: Flask, host: str, port: int) -> None:
             threading.Thread(target=_stop_runs, args=(app,), name="threadlab-shutdown").start()
             super().handle_quit(sig, frame)
 
+    def after_fork(server, worker) -> None:
+        # Every worker is forked from the master, where create_app() read the data dir once. One
+        # that replaces a worker that died (killed, out of memory) must read it again: the runs the
+        # dead one started are only on disk, and the ones that were live are now interrupted.
+        if worker.age > 1:
+            app.extensions["threadlab.runs"].reload()
+
     class Application(BaseApplication):
         def load_config(self):
             for key, value in {
@@ -65,6 +72,7 @@ def _serve_gunicorn(app: Flask, host: str, port: int) -> None:
                 "errorlog": "-",
                 "loglevel": "warning",
                 "worker_exit": lambda server, worker: _stop_runs(app),
+                "post_fork": after_fork,
             }.items():
                 self.cfg.set(key, value)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, quoteattr
 
 STATE_COLOURS = {
     "running": "#22c55e", "sleeping": "#818cf8", "waiting-lock": "#ef4444",
@@ -89,7 +89,9 @@ def render(lines) -> str:
     for row, name in enumerate(names):
         y = AXIS_H + row * LANE_H
         lane = lanes[name]
-        out.append(f'<g class="lane" data-thread="{escape(name)}"><text x="4" y="{y + 15}">{escape(name[:22])}</text>')
+        # quoteattr, not escape: a thread name is the lesson's to choose, quotes included, and must
+        # not close the attribute (an SVG opened on its own is a page that runs handlers).
+        out.append(f'<g class="lane" data-thread={quoteattr(name)}><text x="4" y="{y + 15}">{escape(name[:22])}</text>')
         for seg_start, seg_end, state in lane.segments:
             w = max(x(seg_end) - x(seg_start), 1.5)
             out.append(f'<rect x="{x(seg_start)}" y="{y + 3}" width="{w:.1f}" height="{LANE_H - 6}" '

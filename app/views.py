@@ -109,6 +109,11 @@ def start_run():
     lesson = registry().get(key) if key else None
     if lesson is None:
         return _bad_param(None, "lesson", f"no lesson {key!r}", {}, from_form)
+    if not from_form and set(data) - {"params"}:
+        # A JSON body is {"lesson", "params"}; a parameter sent beside "params" instead of in it
+        # would otherwise be dropped silently and the run started with the default.
+        unknown = sorted(set(data) - {"params"})[0]
+        return _bad_param(lesson, unknown, 'unknown field (parameters go under "params")', {}, from_form)
     raw = data.get("params", {}) if not from_form else data
     if not isinstance(raw, dict):
         return _bad_param(lesson, "params", "expected an object", {}, from_form)
@@ -137,8 +142,11 @@ def start_run():
 
 def _bad_param(lesson, field: str, message: str, raw: dict, from_form: bool):
     if from_form and lesson is not None:
+        # The form shows an error beside its field; one it has no field for (an unknown parameter)
+        # goes at the top, named, or the learner would see a 400 and no reason.
+        key = field if lesson.param(field) or field == "lesson" else "_form"
         html = render_template("_partials/_run_form.html", lesson=lesson, values=raw,
-                               errors={field: message})
+                               errors={key: message if key == field else f"{field}: {message}"})
         return html, 400
     return jsonify(error=f"{field}: {message}", field=field, message=message), 400
 
@@ -157,7 +165,12 @@ def stop_run(run_id: str):
 def signal_run(run_id: str):
     """Send one of the lesson's declared POSIX signals to the run's own process group."""
     run = run_or_404(run_id)
-    name = str(body().get("signal", ""))
+    data = body()
+    data.pop("csrf_token", None)
+    unknown = sorted(set(data) - {"signal"})
+    if unknown:  # only a signal name: no pid, no group, nothing that could aim it elsewhere
+        return jsonify(error=f"{unknown[0]}: unknown field", field=unknown[0]), 400
+    name = str(data.get("signal", ""))
     if name not in run.signals:
         return jsonify(error=f"{name or 'no signal'} is not one this lesson declares: "
                              f"{', '.join(run.signals) or 'none'}"), 400
