@@ -60,7 +60,8 @@ def setup(args: argparse.Namespace, logger_name: str = "lesson") -> logging.Logg
     if _sampler is not None:
         _sampler.stop()
     interval = float(os.environ.get("THREADLAB_SAMPLE_INTERVAL", "0.1"))
-    _sampler = Sampler(interval=interval, snapshots=json_mode and interval > 0)
+    # 0 turns snapshots off; the deadlock watch still wakes every 0.1 s (never wait(0): a busy loop).
+    _sampler = Sampler(interval=interval if interval > 0 else 0.1, snapshots=json_mode and interval > 0)
     _sampler.start()
     global _interrupts, _wake_read, _wake_write
     _on_interrupt.clear()
