@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Benchmark of the run page while a lesson floods it: frame gaps in Chromium, and the bounded log.
+
+    .venv/bin/python scripts/bench_page.py            # full: 3 measurements per rate
+    .venv/bin/python scripts/bench_page.py --quick    # 1 measurement per rate (~1 min)
+
+Target 4 of the issue. Playwright drives Debian's Chromium (``/usr/bin/chromium``, headless, with
+``--no-sandbox --disable-gpu --disable-background-networking``) against ``threadlab serve
+--lessons-dir scripts/bench_lessons`` (``tests.conftest.LiveServer``). For each rate (1,000 and
+10,000 log lines a second, ``scripts/bench_lessons/92_steady.py``) it:
+
+1. starts the run with POST /runs and opens its page ``/runs/<id>``; once log rows show, waits a
+   second, then records ``performance.now()`` at every ``requestAnimationFrame`` for 5 s. The
+   recorder is run with ``page.evaluate`` (the DevTools protocol), which the page's CSP
+   (``script-src 'self'``) does not apply to. The figure is the p99 gap between frames: <= 34 ms
+   at 1k lines/s (two frames at 60 Hz), <= 100 ms at 10k lines/s.
+2. samples, while the run still streams, how many rows ``#log-body`` holds (after the frame's own
+   trimming ran) and what ``#log-hidden`` says: at most ~1000 rows, and a count of rows not drawn.
+3. after the run has ended and the page shows it, checks the final log: rows drawn <= 1000 and
+   rows drawn + the count in ``#log-hidden`` = every log line the lesson wrote. How long after
+   the run's end the page showed it is reported too (how far the page fell behind).
+
+The baseline, measured in the same run, is the same recorder on the page of a run that has already
+ended (nothing streams): what this browser on this machine does at rest. Figures are medians over
+the measurements; the script exits 0 whether targets pass or fail, non-zero only on errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_stream import (  # noqa: E402 - after the path fix-up above
+    Report,
+    load,
+    pct,
+    progress,
+    start_server,
+)
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+MEASURE_S = 5.0
+
+RECORD_FRAMES = """(ms) => new Promise((resolve) => {
+  const stamps = [];
+  const end = performance.now() + ms;
+  function frame() {
+    const now = performance.now();
+    stamps.push(now);
+    if (now < end) requestAnimationFrame(frame); else resolve(stamps);
+  }
+  requestAnimationFrame(frame);
+})"""
+
+# Count after a frame has run its callbacks (the page trims the log in one), not between a swap and
+# the trim that follows it in the next frame.
+LOG_STATE = """() => new Promise((resolve) => requestAnimationFrame(() => setTimeout(() => {
+  const body = document.getElementById("log-body");
+  const hidden = document.getElementById("log-hidden");
+  resolve({rows: body ? body.rows.length : -1, hidden: hidden ? hidden.textContent : ""});
+}, 0)))"""
+
+
+def hidden_count(text: str) -> int:
+    match = re.search(r"\d[\d,]*", text or "")
+    return int(match.group().replace(",", "")) if match else 0
+
+
+def gaps_of(stamps: list[float]) -> list[float]:
+    return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+
+
+def measure_idle(browser, server) -> list[float]:
+    run_id = server.start("92", rate=100, seconds=1)
+    server.wait_status(run_id)
+    page = browser.new_page()
+    try:
+        page.goto(f"{server.url}/runs/{run_id}")
+        page.wait_for_selector("#log-body tr", timeout=15_000)
+        time.sleep(1.0)
+        return gaps_of(page.evaluate(RECORD_FRAMES, MEASURE_S * 1000))
+    finally:
+        page.close()
+
+
+def measure_rate(browser, server, rate: int) -> dict:
+    seconds = int(MEASURE_S + 6)
+    run_id = server.start("92", rate=rate, seconds=seconds)
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    try:
+        page.goto(f"{server.url}/runs/{run_id}")
+        page.wait_for_selector("#log-body tr", timeout=15_000)
+        time.sleep(1.0)
+        gaps = gaps_of(page.evaluate(RECORD_FRAMES, MEASURE_S * 1000))
+        live = []
+        while server.get_json(f"/api/runs/{run_id}")["status"] == "running" and len(live) < 8:
+            live.append(page.evaluate(LOG_STATE))
+            time.sleep(0.2)
+        run = server.wait_status(run_id, timeout=120)
+        page.wait_for_function(
+            "() => /exited|failed|stopped|killed|timeout/.test("
+            "document.getElementById('run-status').className + ' ' + "
+            "document.getElementById('run-status').textContent)", timeout=120_000)
+        shown_after = time.time() - run["ended"]
+        final = page.evaluate(LOG_STATE)
+        final_rows = page.evaluate("() => document.querySelectorAll('#log-body tr').length")
+    finally:
+        page.close()
+    return {
+        "gaps": gaps,
+        "live_rows": [s["rows"] for s in live],
+        "live_hidden": [hidden_count(s["hidden"]) for s in live],
+        "final_rows": final_rows,
+        "final_hidden": hidden_count(final["hidden"]),
+        "total": rate * seconds,
+        "shown_after": shown_after,
+        "errors": errors,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one measurement per rate")
+    parser.add_argument("--rates", default="1000,10000", help="log lines per second to try")
+    args = parser.parse_args(argv)
+    reps = 1 if args.quick else 3
+    rates = [int(r) for r in args.rates.split(",")]
+    goals = {1000: 0.034, 10000: 0.100}
+    report = Report()
+    tmp = Path(tempfile.mkdtemp(prefix="threadlab-bench-page-"))
+    began = time.perf_counter()
+    progress(f"bench_page ({'quick' if args.quick else 'full'}); Chromium {CHROMIUM}; load {load()}")
+    server = None
+    try:
+        server = start_server(tmp / "page")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                idle = [pct(measure_idle(browser, server), 99) for _ in range(reps)]
+                base = statistics.median(idle)
+                progress(f"  idle page: p99 frame gap {base * 1000:.1f} ms")
+                for rate in rates:
+                    try:
+                        runs = []
+                        for _ in range(reps):
+                            runs.append(measure_rate(browser, server, rate))
+                            g = runs[-1]["gaps"]
+                            progress(f"  {rate}/s: p50 {pct(g, 50):.1f} ms, p99 {pct(g, 99):.1f} ms, "
+                                     f"max {max(g):.1f} ms over {len(g)} frames; live rows "
+                                     f"{runs[-1]['live_rows']}, hidden {runs[-1]['live_hidden']}")
+                        p99 = statistics.median(pct(r["gaps"], 99) for r in runs)
+                        goal = goals.get(rate, 0.100) * 1000
+                        report.add("4", f"page p99 frame gap at {rate:,} lines/s", f"{p99:.1f} ms",
+                                   f"{base:.1f} ms idle page", f"<= {goal:.0f} ms", p99 <= goal)
+                        live_rows = [n for r in runs for n in r["live_rows"]]
+                        live_hidden = [n for r in runs for n in r["live_hidden"]]
+                        bounded = bool(live_rows) and max(live_rows) <= 1000 and min(live_hidden) > 0
+                        report.add("4", f"log rows while streaming {rate:,}/s (max; hidden count)",
+                                   f"{max(live_rows, default=0)} rows; {min(live_hidden, default=0):,}"
+                                   f"-{max(live_hidden, default=0):,} hidden", "-",
+                                   "<= ~1000 rows, hidden > 0", bounded)
+                        exact = all(r["final_rows"] <= 1000
+                                    and r["final_rows"] + r["final_hidden"] == r["total"] for r in runs)
+                        last = runs[-1]
+                        report.add("4", f"final log at {rate:,}/s: drawn + hidden = written",
+                                   f"{last['final_rows']} + {last['final_hidden']:,}",
+                                   f"{last['total']:,} written", "equal, drawn <= 1000", exact)
+                        report.note(f"{rate:,}/s: p50 frame gap "
+                                    f"{statistics.median(pct(r['gaps'], 50) for r in runs):.1f} ms, "
+                                    f"worst frame {max(max(r['gaps']) for r in runs):.0f} ms, frames "
+                                    f"over 50 ms: {sum(sum(x > 50 for x in r['gaps']) for r in runs)}; "
+                                    f"page showed the end "
+                                    f"{statistics.median(r['shown_after'] for r in runs):.2f} s after "
+                                    f"the run ended")
+                        for r in runs:
+                            for text in r["errors"][:3]:
+                                report.note(f"{rate:,}/s: browser console error: {text}")
+                    except Exception as exc:
+                        traceback.print_exc()
+                        report.errors.append(f"{rate}/s: {type(exc).__name__}: {exc}")
+            finally:
+                browser.close()
+        report.note(f"idle page p99 frame gaps: {', '.join(f'{x:.1f} ms' for x in idle)}; "
+                    f"load average at the end {load()}")
+    except Exception as exc:
+        traceback.print_exc()
+        report.errors.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    report.print(f"bench_page ({'quick' if args.quick else 'full'}), "
+                 f"{time.perf_counter() - began:.0f} s")
+    return 1 if report.errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
