@@ -73,6 +73,7 @@ class EventLog:
             self._file = None
         with self._changed:
             self.closed = True
+            self._tail.clear()  # a finished run is read from disk; its memory goes back to the server
             self._changed.notify_all()
 
     def wait(self, after: int, timeout: float) -> bool:

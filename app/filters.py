@@ -24,10 +24,18 @@ def thread_colour(name: str) -> str:
     return f"tc{zlib.crc32(str(name).encode()) % THREAD_COLOURS}"
 
 
+_clock_cache: tuple[int, str] = (-1, "")
+
+
 def clock(epoch: float | None) -> str:
+    """``HH:MM:SS.mmm``; the seconds part is formatted once per second, not once per log row."""
+    global _clock_cache
     if not epoch:
         return ""
-    return datetime.datetime.fromtimestamp(epoch).strftime("%H:%M:%S.%f")[:-3]
+    whole = int(epoch)
+    if _clock_cache[0] != whole:
+        _clock_cache = (whole, datetime.datetime.fromtimestamp(whole).strftime("%H:%M:%S"))
+    return f"{_clock_cache[1]}.{int((epoch - whole) * 1000):03d}"
 
 
 def when(epoch: float | None) -> str:

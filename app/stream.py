@@ -10,20 +10,28 @@ the newest ``MAX_LOG_ROWS`` log rows, the latest thread table, the status.
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
+from collections import deque
 from typing import Any
 
 from flask import Flask, render_template
+from markupsafe import Markup
 from simple_websocket import ConnectionClosed
+from wsproto.events import TextMessage
 
+from . import fragments
 from .eventlog import parsed
 from .runs import Run, RunManager
 
 BATCH_WINDOW = 0.05  # seconds of events per page message: ~20 updates a second, smooth to the eye
 MAX_LOG_ROWS = 1000  # log rows the page keeps; older ones are counted, not drawn (the file has all)
 JSON_BATCH = 20_000  # events per JSON message at most, so one message stays a few MB
+SEND_DEADLINE = 30.0  # seconds a viewer may take to accept one message before it is cut loose
+CLOSE_WAIT = 1.0  # seconds a viewer has to answer our close frame
 WAIT_SLICE = 1.0  # seconds between checks that the server is not shutting down
-LOG_KINDS = ("log", "stdout", "stderr", "signal")
+LOG_KINDS = (b"log", b"stdout", b"stderr", b"signal")
+FLOOD_ROWS = 200  # new rows per message above which the page gets only the newest ones, replaced
 
 
 def stream_json(ws, run: Run, manager: RunManager, after: int = -1) -> None:
@@ -32,12 +40,19 @@ def stream_json(ws, run: Run, manager: RunManager, after: int = -1) -> None:
     while not manager.closing.is_set():
         batch = run.log.read(cursor, JSON_BATCH)
         if batch:
-            ws.send((b"[" + b",".join(line for line, _ in batch) + b"]").decode("utf-8", "replace"))
+            send(ws, (b"[" + b",".join(line for line, _ in batch) + b"]").decode("utf-8", "replace"))
             cursor += len(batch)
         elif run.log.closed:
             return
         else:
             run.log.wait(cursor, WAIT_SLICE)
+
+
+def _kind(line: bytes) -> bytes:
+    """An event's kind without parsing it: inside JSON strings quotes are escaped, so the only
+    ``"kind": "..."`` in a line is the key itself. Catching up on a long flood parses almost nothing."""
+    at = line.find(b'"kind": "')
+    return line[at + 9: line.find(b'"', at + 9)] if at >= 0 else b""
 
 
 class PageView:
@@ -48,44 +63,54 @@ class PageView:
         self.run = run
         self.first = True
         self.log_total = 0  # log rows in the run so far (drawn or not)
-        self.rows: list[dict[str, Any]] = []
-        self.threads: list[dict[str, Any]] | None = None
+        self.drawn = 0  # rows the page holds now (it trims itself to MAX_LOG_ROWS)
+        self.rows: deque[tuple[bytes, dict[str, Any] | None]] = deque(maxlen=MAX_LOG_ROWS)
+        self.new_rows = 0  # rows since the last message (may exceed what self.rows keeps)
+        self.threads: tuple[bytes, dict[str, Any] | None] | None = None
         self.status_changed = True
         self.result: dict[str, Any] | None = None
         self.deadlock: dict[str, Any] | None = None
         self.stacks: dict[str, Any] | None = None
 
-    def take(self, event: dict[str, Any]) -> None:
-        kind = event.get("kind")
+    def take(self, item: tuple[bytes, dict[str, Any] | None]) -> None:
+        line, event = item
+        kind = event["kind"].encode() if event is not None else _kind(line)
         if kind in LOG_KINDS:
             self.log_total += 1
-            self.rows.append(event)
-            if len(self.rows) > MAX_LOG_ROWS:
-                del self.rows[: len(self.rows) - MAX_LOG_ROWS]
-        elif kind == "threads":
-            self.threads = event.get("threads") or []
-        elif kind == "status":
+            self.new_rows += 1
+            self.rows.append(item)
+        elif kind == b"threads":
+            self.threads = item
+        elif kind == b"status":
             self.status_changed = True
-        elif kind == "result":
-            self.result = event
-        elif kind == "deadlock":
-            self.deadlock = event
-        elif kind == "stacks":
-            self.stacks = event
+        elif kind in (b"result", b"deadlock", b"stacks"):
+            setattr(self, kind.decode(), parsed(item))
 
     def message(self) -> str:
         """The fragments for what changed since the last message ('' when nothing did)."""
-        if not (self.first or self.rows or self.threads is not None or self.status_changed
+        if not (self.first or self.new_rows or self.threads is not None or self.status_changed
                 or self.result or self.deadlock or self.stacks):
             return ""
+        rows = list(self.rows)
+        # A flood: draw only the newest screenful, replacing what is there, so the browser never
+        # has more than FLOOD_ROWS new rows to lay out per message; a trickle is appended.
+        replace = self.first or self.new_rows > FLOOD_ROWS
+        if replace:
+            rows = rows[-FLOOD_ROWS:] if not self.first else rows
+            self.drawn = len(rows)
+        else:
+            self.drawn = min(MAX_LOG_ROWS, self.drawn + len(rows))
+        threads = parsed(self.threads).get("threads") or [] if self.threads is not None else None
         with self.app.app_context():
             html = render_template(
-                "_partials/_ws_update.html", run=self.run, first=self.first, rows=self.rows,
-                hidden=max(0, self.log_total - MAX_LOG_ROWS), threads=self.threads,
-                status_changed=self.status_changed, result=self.result, deadlock=self.deadlock,
-                stacks=self.stacks, max_rows=MAX_LOG_ROWS,
+                "_partials/_ws_update.html", run=self.run, first=self.first, replace=replace,
+                rows_html=Markup("".join(fragments.log_row(parsed(item)) for item in rows)),
+                any_rows=bool(rows) or self.first, hidden=self.log_total - self.drawn,
+                threads=threads, status_changed=self.status_changed, result=self.result,
+                deadlock=self.deadlock, stacks=self.stacks,
             )
-        self.first, self.rows, self.threads, self.status_changed = False, [], None, False
+        self.first, self.new_rows, self.threads, self.status_changed = False, 0, None, False
+        self.rows.clear()
         self.result = self.deadlock = self.stacks = None
         return html
 
@@ -98,13 +123,13 @@ def stream_page(ws, app: Flask, run: Run, manager: RunManager) -> None:
         ended = run.log.closed  # read before the events, so none can slip in after we decide
         batch = run.log.read(cursor, JSON_BATCH)
         for item in batch:
-            view.take(parsed(item))
+            view.take(item)
         cursor += len(batch)
         if len(batch) == JSON_BATCH:
             continue  # catching up on history: draw once, at the end of it
         message = view.message()
         if message:
-            ws.send(message)
+            send(ws, message)
         if ended and not batch:
             return
         if not batch:
@@ -112,7 +137,33 @@ def stream_page(ws, app: Flask, run: Run, manager: RunManager) -> None:
         time.sleep(BATCH_WINDOW)
 
 
+def send(ws, text: str) -> None:
+    """Send one message whole, or give up on a viewer that has not taken it in SEND_DEADLINE.
+
+    simple-websocket's own ``send`` uses ``socket.send`` with no deadline: a viewer that stops
+    reading (a frozen tab) would hold this thread forever. ``sendall`` under a socket timeout either
+    delivers the whole frame or raises, and then the viewer is cut loose (the run goes on).
+    """
+    if not ws.connected:
+        raise ConnectionClosed(ws.close_reason, ws.close_message)
+    ws.sock.settimeout(SEND_DEADLINE)
+    ws.sock.sendall(ws.ws.send(TextMessage(data=text)))
+
+
 def serve_socket(fn, *args) -> None:
-    """Run a stream, treating a viewer that went away as the normal end it is."""
-    with contextlib.suppress(ConnectionClosed):
+    """Run a stream; a viewer that went away or stalled is the normal end it is.
+
+    Then close the connection ourselves: send the close frame, give the viewer a moment to answer
+    it, and shut the socket. Left to gunicorn, a socket whose peer does not close first costs its
+    main loop a 2 s wait (``close_graceful``) during which it accepts nobody.
+    """
+    ws = args[0]
+    with contextlib.suppress(ConnectionClosed, OSError):
         fn(*args)
+    with contextlib.suppress(ConnectionClosed, OSError):
+        ws.close()
+    ws.thread.join(CLOSE_WAIT)
+    with contextlib.suppress(OSError):
+        ws.sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        ws.sock.close()

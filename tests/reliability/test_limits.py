@@ -7,7 +7,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psutil
-import pytest
 import websocket
 
 from tests.live_helpers import FINAL, Session, close, log_event, raw_upgrade, stop_all, worker
@@ -81,7 +80,6 @@ def test_many_runs_in_a_row_leak_nothing(fault_server):
     assert not orphans, orphans
 
 
-@pytest.mark.xfail(reason="the socket cap is not enforced yet under gunicorn (open issue 6)", strict=False)
 def test_websockets_past_the_cap_get_503_before_any_upgrade(fault_server):
     run_id = fault_server.start("01", duration=60)
     log_event(fault_server, run_id, "ready")
