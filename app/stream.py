@@ -27,7 +27,7 @@ from .runs import Run, RunManager
 BATCH_WINDOW = 0.05  # seconds of events per page message: ~20 updates a second, smooth to the eye
 MAX_LOG_ROWS = 1000  # log rows the page keeps; older ones are counted, not drawn (the file has all)
 JSON_BATCH = 20_000  # events per JSON message at most, so one message stays a few MB
-SEND_DEADLINE = 30.0  # seconds a viewer may take to accept one message before it is cut loose
+SEND_DEADLINE = 15.0  # seconds a viewer may take to accept one message before it is cut loose
 CLOSE_WAIT = 1.0  # seconds a viewer has to answer our close frame
 WAIT_SLICE = 1.0  # seconds between checks that the server is not shutting down
 LOG_KINDS = (b"log", b"stdout", b"stderr", b"signal")

@@ -90,6 +90,7 @@ def ws_json_events(live: LiveServer, run_id: str, after: int = -1, timeout: floa
         while True:
             opcode, data = ws.recv_data()
             if opcode == websocket.ABNF.OPCODE_CLOSE:
+                assert int.from_bytes(data[:2], "big") == 1000, "closed with a normal close frame"
                 break
             events += json.loads(data)
     finally:

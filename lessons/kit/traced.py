@@ -80,6 +80,24 @@ class _Blocking:
         _waiting.pop(self.ident, None)
 
 
+def _acquire(name: str, inner: Any, blocking: bool, timeout: Any, taken: Callable[[int], None]) -> bool:
+    """The traced acquire shared by locks and semaphores: silent when free, reported when it waits."""
+    me = threading.get_ident()
+    if inner.acquire(False):  # the fast path: free, take it, say nothing
+        taken(me)
+        return True
+    if not blocking:
+        return False
+    with _Blocking(name, "waiting-lock"):
+        ok = inner.acquire(True, timeout)
+    if ok:
+        taken(me)
+        _sync("acquired", name)
+    else:
+        _sync("timeout", name, timeout=timeout)
+    return ok
+
+
 class Lock:
     """``threading.Lock`` with a name and an owner the dashboard can see."""
 
@@ -94,20 +112,7 @@ class Lock:
         return threading.Lock()
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        me = threading.get_ident()
-        if self._inner.acquire(False):  # the fast path: free, take it, say nothing
-            self._taken(me)
-            return True
-        if not blocking:
-            return False
-        with _Blocking(self.name, "waiting-lock"):
-            ok = self._inner.acquire(True, timeout)
-        if ok:
-            self._taken(me)
-            _sync("acquired", self.name)
-        else:
-            _sync("timeout", self.name, timeout=timeout)
-        return ok
+        return _acquire(self.name, self._inner, blocking, timeout, self._taken)
 
     def _taken(self, me: int) -> None:
         self._owner = me
@@ -236,20 +241,7 @@ class Semaphore:
         return threading.Semaphore(value)
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        me = threading.get_ident()
-        if self._inner.acquire(blocking=False):
-            _took(me, self.name)
-            return True
-        if not blocking:
-            return False
-        with _Blocking(self.name, "waiting-lock"):
-            ok = self._inner.acquire(True, timeout)
-        if ok:
-            _took(me, self.name)
-            _sync("acquired", self.name)
-        else:
-            _sync("timeout", self.name, timeout=timeout)
-        return ok
+        return _acquire(self.name, self._inner, blocking, timeout, lambda me: _took(me, self.name))
 
     __enter__ = acquire
 

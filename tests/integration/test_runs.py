@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
-import websocket
 
-
-def ws_events(server, run_id: str, after: int = -1, timeout: float = 60) -> list[dict]:
-    """Every event of the run over the JSON websocket, until the server closes it normally."""
-    ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/api/runs/{run_id}/ws?after={after}",
-                                     timeout=timeout)
-    events: list[dict] = []
-    try:
-        while True:
-            opcode, data = ws.recv_data()
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                assert int.from_bytes(data[:2], "big") == 1000, "closed with a normal close frame"
-                break
-            events += json.loads(data)
-    finally:
-        ws.close()
-    return events
+from tests.live_helpers import ws_json_events
 
 
 def test_lesson_03_streams_and_ends_exited(server):
     run_id = server.start("03", producers=2, consumers=3, duration=1)
-    events = ws_events(server, run_id)
+    events = ws_json_events(server, run_id)
     assert [e["seq"] for e in events] == list(range(len(events))), "gapless seq"
     run = server.get_json(f"/api/runs/{run_id}")
     assert (run["status"], run["exit_code"]) == ("exited", 0)
@@ -44,7 +27,7 @@ def test_lesson_03_streams_and_ends_exited(server):
 def test_events_are_persisted_and_replayed_after_the_run(server):
     run_id = server.start("03", duration=0.3)
     server.wait_status(run_id)
-    from_ws = ws_events(server, run_id)
+    from_ws = ws_json_events(server, run_id)
     from_http = server.events(run_id)
     assert from_ws == from_http and from_http[-1]["kind"] == "status"
     assert server.events(run_id, after=len(from_http) - 3) == from_http[-2:]
