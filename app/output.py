@@ -15,6 +15,9 @@ import time
 from typing import Any
 
 SCHEMA_VERSION = 1
+# Kinds only the server writes: a lesson printing one is shown as text, so it cannot fake a status
+# change, a signal it was never sent, or the numbering of events.
+SERVER_KINDS = frozenset({"status", "signal", "stdout", "stderr"})
 MAX_LINE = 64 * 1024  # bytes; a log line longer than this is a bug or a flood, not something to read
 TRUNCATED = " … [line truncated by threadlab]"
 
@@ -84,7 +87,8 @@ def to_event(line: bytes, stream: str) -> tuple[dict[str, Any], bytes | None]:
             event = json.loads(line)
         except ValueError:
             event = None
-        if isinstance(event, dict) and isinstance(event.get("kind"), str) and "seq" not in event:
+        if (isinstance(event, dict) and isinstance(event.get("kind"), str)
+                and event["kind"] not in SERVER_KINDS and "seq" not in event):
             return event, line
     return text_event(stream, line.decode("utf-8", "replace")), None
 

@@ -42,6 +42,8 @@ def test_other_lines_become_text_events():
     event, _ = to_event(b"caf\xff\xfe", "stderr")
     assert event["kind"] == "stderr" and event["text"] == "caf\ufffd\ufffd"
     assert to_event(b'{"kind": "log", "seq": 99}', "stdout")[1] is None, "a lesson cannot forge seq"
+    forged, _ = to_event(b'{"kind": "status", "status": "exited"}', "stdout")
+    assert forged["kind"] == "stdout", "nor a status change"
 
 
 def _items(start, n):
