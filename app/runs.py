@@ -40,7 +40,7 @@ LIVE = ("starting", "running", "stopping")
 FINAL = ("exited", "failed", "stopped", "killed", "timeout", "interrupted")
 INTERRUPT_GRACE = 3.0  # seconds after SIGINT before SIGTERM (DESIGN.md "Stop is graceful first")
 TERMINATE_GRACE = 2.0  # seconds after SIGTERM before SIGKILL
-DRAIN_TIMEOUT = 2.0  # seconds to read what is left in the pipes once the process group is gone
+DRAIN_TIMEOUT = 2.0  # seconds without a byte read before we stop waiting for the pipes to end
 READ_SIZE = 256 * 1024  # bytes per pipe read: large enough that a flood costs few system calls
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,6 +78,7 @@ class Run:
         self.needed_kill = False
         self.proc: subprocess.Popen | None = None
         self.reader: threading.Thread | None = None
+        self.bytes_read = 0  # from the lesson's pipes; only the reader writes it (the waiter watches)
         self._watch_write: int | None = None
         self._limit_timer: threading.Timer | None = None  # the time limit; cancelled when the run ends
         self._seq = 0  # next event number
@@ -250,6 +251,7 @@ class RunManager:
             while selector.get_map():
                 for key, _ in selector.select():
                     data = os.read(key.fd, READ_SIZE)
+                    run.bytes_read += len(data)
                     if data:
                         lines = splitters[key.data].feed(data)
                     else:
@@ -264,7 +266,14 @@ class RunManager:
         os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
         self._kill_group(run, signal.SIGKILL)  # children the lesson left behind holding our pipes
         code = proc.wait()
-        run.reader.join(DRAIN_TIMEOUT)  # the group is gone, so the pipes reach end-of-file at once
+        # The group is gone, so the pipes end once drained; a flood can take a while to read (50 MB
+        # under load), and finishing before the reader would close the log under its last events.
+        # Only a reader making no progress (a process that left our group holds the pipe) is left.
+        while run.reader.is_alive():
+            seen = run.bytes_read
+            run.reader.join(DRAIN_TIMEOUT)
+            if run.bytes_read == seen:
+                break
         self._finish(run, self._final_status(run, code), code)
 
     @staticmethod
