@@ -23,30 +23,35 @@ TAIL = 4096  # recent events kept parsed in memory; about one second of a flood
 class EventLog:
     def __init__(self, path: Path, *, live: bool) -> None:
         self.path = Path(path)
-        self._offsets = array("q")  # byte offset of each event's line, by seq
+        # Byte offset of each event's line, by seq. A finished run's index is dropped and rebuilt
+        # when someone reads it again, so a server that keeps hundreds of runs keeps no index of them.
+        self._offsets: array | None = array("q") if live else None
         self._tail: deque[tuple[bytes, dict[str, Any]]] = deque(maxlen=TAIL)
         # _changed guards _offsets/_tail/closed; viewers wait on it for new events or the end.
         self._changed = threading.Condition()
         self.closed = not live
         self._file = open(self.path, "ab") if live else None  # noqa: SIM115 - open for the run's life
         self._size = self._file.tell() if live else 0
-        if not live:
-            self._index_existing()
 
-    def _index_existing(self) -> None:
-        offset = 0
+    def _index(self) -> array:
+        """The offsets index, read from the file if it was dropped (caller holds ``_changed``)."""
+        if self._offsets is not None:
+            return self._offsets
+        offsets, offset = array("q"), 0
         try:
             with open(self.path, "rb") as f:
                 for line in f:
                     if line.endswith(b"\n"):  # a torn last line (crash mid-write) is not an event
-                        self._offsets.append(offset)
+                        offsets.append(offset)
                     offset += len(line)
         except FileNotFoundError:
             pass
-        self._size = offset
+        self._offsets, self._size = offsets, offset
+        return offsets
 
     def __len__(self) -> int:
-        return len(self._offsets)
+        with self._changed:
+            return len(self._index())
 
     def append(self, items: list[tuple[bytes, dict[str, Any]]]) -> None:
         """Write a batch (raw line without newline, parsed event) in one write, then wake viewers."""
@@ -74,12 +79,13 @@ class EventLog:
         with self._changed:
             self.closed = True
             self._tail.clear()  # a finished run is read from disk; its memory goes back to the server
+            self._offsets = None
             self._changed.notify_all()
 
     def wait(self, after: int, timeout: float) -> bool:
         """Block until an event with seq > ``after`` exists or the log is closed; True if either."""
         with self._changed:
-            return self._changed.wait_for(lambda: len(self._offsets) > after + 1 or self.closed, timeout)
+            return self._changed.wait_for(lambda: self.closed or len(self._offsets) > after + 1, timeout)
 
     def read(self, after: int, limit: int = 10_000) -> list[tuple[bytes, dict[str, Any] | None]]:
         """Up to ``limit`` events with seq > ``after``: ``(raw line, parsed or None)``.
@@ -87,7 +93,8 @@ class EventLog:
         Parsed events come from the tail; older ones are read raw from disk and parsed on demand.
         """
         with self._changed:
-            count = len(self._offsets)
+            offsets = self._index()
+            count = len(offsets)
             start = after + 1
             end = min(count, start + limit)
             if start >= end:
@@ -95,8 +102,8 @@ class EventLog:
             tail_first = count - len(self._tail)
             if start >= tail_first:
                 return [self._tail[i - tail_first] for i in range(start, end)]
-            first_offset = self._offsets[start]
-            last_offset = self._offsets[end] if end < count else self._size
+            first_offset = offsets[start]
+            last_offset = offsets[end] if end < count else self._size
         with open(self.path, "rb") as f:
             f.seek(first_offset)
             data = f.read(last_offset - first_offset)

@@ -122,8 +122,7 @@ class Run:
         interrupted = fields.get("status") not in FINAL
         if interrupted:
             fields["status"], fields["ended"] = "interrupted", fields.get("ended") or time.time()
-        run = cls(folder=folder, **fields)
-        run._seq = len(run.log)
+        run = cls(folder=folder, **fields)  # its log stays unread until someone asks for it
         run.done.set()
         if interrupted:
             run.save()
