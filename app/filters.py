@@ -54,6 +54,11 @@ def _inline(text: str) -> str:
     return re.sub(r"(?<![\w*])\*(\S[^*]*?)\*(?!\w)", r"<em>\1</em>", html)
 
 
+def inline(text: str) -> Markup:
+    """One line of docstring text with its ``code`` and *emphasis* shown as such."""
+    return Markup(_inline(text))
+
+
 def prose(text: str) -> Markup:
     """A docstring section as paragraphs and numbered lists (lines re-joined, as they were typed)."""
     blocks = []
@@ -80,5 +85,5 @@ def source_html(source: str) -> Markup:
 
 def init_app(app: Flask) -> None:
     app.jinja_env.filters.update(thread_colour=thread_colour, clock=clock, when=when,
-                                 source_html=source_html, prose=prose)
+                                 source_html=source_html, prose=prose, inline=inline)
     app.jinja_env.globals.update(cos=math.cos, sin=math.sin)

@@ -24,6 +24,7 @@ SECTION_NAMES = ("Problem", "What to watch", "Expected output", "Failure modes",
 _SECTION_RE = re.compile(rf"^({'|'.join(SECTION_NAMES)}):\s*$")
 # Each extra a lesson may declare, and the module that proves it is installed.
 EXTRA_MODULES = {"qt": "PySide6"}
+SUMMARY_CHARS = 120  # a summary ends at the first sentence end past this many characters
 
 
 @dataclass
@@ -59,8 +60,14 @@ class Lesson:
 
     @property
     def summary(self) -> str:
-        problem = self.sections.get("Problem", "")
-        return problem.split("\n\n")[0].replace("\n", " ").strip()
+        # The Problem's opening sentences, enough for an index card (about two lines).
+        paragraph = " ".join(self.sections.get("Problem", "").split("\n\n")[0].split())
+        summary = ""
+        for sentence in re.split(r"(?<=[.!?])\s+", paragraph):
+            summary = f"{summary} {sentence}".strip()
+            if len(summary) >= SUMMARY_CHARS:
+                break
+        return summary
 
     @property
     def available(self) -> bool:
