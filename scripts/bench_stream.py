@@ -188,23 +188,7 @@ def read_stream(ws: websocket.WebSocket, *, timeout: float = 60, check_seq: bool
     ``time.time()`` at its message's arrival minus ``t`` to ``latencies``.
     """
     seen = Stream()
-    ws.settimeout(timeout)
-    while True:
-        try:
-            opcode, data = ws.recv_data()
-        except websocket.WebSocketTimeoutException:
-            seen.ended = "timeout"
-            break
-        except (websocket.WebSocketConnectionClosedException, ConnectionError):
-            seen.ended = "lost"
-            break
-        arrived, arrived_epoch = time.perf_counter(), time.time()
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            seen.ended = "close"
-            seen.close_code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
-            break
-        if opcode not in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-            continue
+    for data, arrived, arrived_epoch in frames(ws, seen, timeout):
         seen.messages += 1
         parsed = json.loads(data)
         batch = parsed if isinstance(parsed, list) else [parsed]
@@ -221,15 +205,20 @@ def read_stream(ws: websocket.WebSocket, *, timeout: float = 60, check_seq: bool
                 seen.last_log = arrived
                 if latency_from is not None and event["t"] >= latency_from:
                     seen.latencies.append(arrived_epoch - event["t"])
-    seen.end = time.perf_counter()
-    with contextlib.suppress(Exception):
-        ws.close()
     return seen
 
 
 def read_page(ws: websocket.WebSocket, timeout: float = 120) -> Stream:
     """Read a page socket's HTML fragments until it ends (counting messages only)."""
     seen = Stream()
+    for _ in frames(ws, seen, timeout):
+        seen.messages += 1
+    return seen
+
+
+def frames(ws: websocket.WebSocket, seen: Stream, timeout: float) -> Iterator[tuple[bytes, float, float]]:
+    """Each data message with its arrival time (perf_counter and epoch), until the stream ends;
+    how it ended goes into ``seen``."""
     ws.settimeout(timeout)
     while True:
         try:
@@ -240,15 +229,16 @@ def read_page(ws: websocket.WebSocket, timeout: float = 120) -> Stream:
         except (websocket.WebSocketConnectionClosedException, ConnectionError):
             seen.ended = "lost"
             break
+        arrived, arrived_epoch = time.perf_counter(), time.time()
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             seen.ended = "close"
             seen.close_code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
             break
-        seen.messages += 1
+        if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+            yield data, arrived, arrived_epoch
     seen.end = time.perf_counter()
     with contextlib.suppress(Exception):
         ws.close()
-    return seen
 
 
 # -- the two servers -------------------------------------------------------------------------------
