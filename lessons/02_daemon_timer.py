@@ -1,18 +1,15 @@
 """Timers and daemon threads: run later, cancel, repeat, and what interpreter exit does to daemons.
 
 Problem:
-    ``threading.Timer(delay, function)`` is a thread that waits ``delay`` seconds, then calls
-    ``function`` unless ``cancel()`` came first. For work that repeats, one thread looping over
-    ``Event.wait(interval)`` is better: the wait doubles as a sleep that ends the moment someone
-    sets the event, so the loop stops at once. Last, the ``daemon`` flag from lesson 01 for real:
-    a small child interpreter starts a daemon thread and a normal one. At exit Python waits for the
-    normal thread and kills the daemon in the middle of its work, which is lost.
+    A ``threading.Timer(delay, function)`` thread waits ``delay`` seconds, then calls ``function``
+    unless ``cancel()`` came first. To repeat work, one thread looping on ``Event.wait(interval)``
+    is better: a sleep that ends once the event is set. Last, lesson 01's ``daemon`` flag for real:
+    at exit a child interpreter waits for its normal thread but kills its daemon, losing its work.
 
 What to watch:
-    ``Timer-1`` .. ``Timer-4`` sit in ``waiting-event`` until their time comes; the first half
-    fire, then the main thread cancels them all and the rest end without firing. ``Ticker`` logs
-    a tick every ``--tick-ms`` and, told to stop in the middle of a wait, ends at once (a
-    millisecond or so). Then the child's lines: "worker done" is there, "daemon done" is not.
+    ``Timer-1`` .. ``Timer-4`` sit in ``waiting-event`` until due; the first half fire, then main
+    cancels them all and the rest end unfired. ``Ticker`` ticks every ``--tick-ms`` and, stopped
+    mid-wait, ends at once (a millisecond or so). The child: "worker done" shows, "daemon done" not.
 
 Expected output:
     "fired" lines from Timer-1 and Timer-2, four "tick" lines, the child's output, then
@@ -20,16 +17,14 @@ Expected output:
     ``daemon_work_lost = 1, non_daemon_work_kept = 1`` and the child's run time in ms.
 
 Failure modes:
-    A ``time.sleep(interval)`` loop that checks a flag can only notice a stop after its sleep; use
-    ``Event.wait(interval)``. Re-arming a new ``Timer`` inside its own callback to repeat makes a
-    thread per tick and a cancel that can miss; use one looping thread. ``daemon=True`` on work that
-    must finish (saving a file) loses it silently at exit; keep such threads non-daemon and stop
-    them with an Event and ``join(timeout=...)``. A forgotten non-daemon Timer keeps the program
-    alive until it fires; ``cancel()`` it.
+    A ``time.sleep(interval)`` loop checking a flag notices a stop only after its sleep; use
+    ``Event.wait(interval)``. A ``Timer`` re-armed in its own callback makes a thread per tick and
+    a cancel that can miss; use one looping thread. ``daemon=True`` on work that must finish (saving
+    a file) loses it silently at exit; keep it non-daemon, stop it with an Event and
+    ``join(timeout=...)``. A forgotten non-daemon Timer keeps the program alive; ``cancel()`` it.
 
 Exercises:
-    1. Run with ``--daemon-ms 100``. Why is the daemon's work kept now, and what does that tell
-       you about relying on daemon threads for anything important?
+    1. Run ``--daemon-ms 100``: why is the daemon's work kept now, and is that safe to rely on?
     2. In ``tick_every``, replace ``stop.wait(interval_s)`` with ``time.sleep(interval_s)`` plus
        ``if stop.is_set(): break`` and run ``--tick-ms 2000 --ticks 1``. Compare ``stop_ms``.
     3. In ``CHILD_CODE``, keep the daemon thread in a variable and ``join(timeout=2)`` it at the
@@ -45,8 +40,8 @@ import time
 
 from lessons import kit
 
-# The child interpreter (a separate process, so it may print): one daemon and one normal thread,
-# each prints a marker when its work is done. Its main code ends at once, so it starts exiting.
+# The child: its own process, so it may print and its exit does not end ours. Its main code ends
+# at once; at exit Python joins every non-daemon thread, then stops daemons mid-work (no finally).
 CHILD_CODE = """
 import sys, threading, time
 def work(label, seconds):
@@ -63,18 +58,15 @@ JOIN_TIMEOUT = 2.0  # a cancelled Timer or a stopped Ticker ends in microseconds
 
 def build_parser():
     parser = kit.lesson_parser(__doc__)
-    parser.add_argument("--timers", type=kit.int_range(2, 10), default=4,
-                        help="timers to schedule; the second half get cancelled")
-    parser.add_argument("--timer-step-ms", type=kit.int_range(50, 2000), default=150,
-                        help="Timer-N fires N times this many milliseconds after the start")
-    parser.add_argument("--tick-ms", type=kit.int_range(20, 5000), default=150,
-                        help="milliseconds between the Ticker's ticks")
-    parser.add_argument("--ticks", type=kit.int_range(1, 100), default=4,
-                        help="ticks to let the Ticker make before stopping it mid-wait")
-    parser.add_argument("--worker-ms", type=kit.int_range(0, 5000), default=200,
-                        help="milliseconds of work for the child's normal (non-daemon) thread")
-    parser.add_argument("--daemon-ms", type=kit.int_range(0, 10000), default=1000,
-                        help="milliseconds of work for the child's daemon thread")
+    for flag, low, high, default, text in (
+        ("--timers", 2, 10, 4, "timers to schedule; the second half get cancelled"),
+        ("--timer-step-ms", 50, 2000, 150, "Timer-N fires N times this many ms after the start"),
+        ("--tick-ms", 20, 5000, 150, "milliseconds between the Ticker's ticks"),
+        ("--ticks", 1, 100, 4, "ticks to let the Ticker make before stopping it mid-wait"),
+        ("--worker-ms", 0, 5000, 200, "ms of work for the child's normal (non-daemon) thread"),
+        ("--daemon-ms", 0, 10000, 1000, "milliseconds of work for the child's daemon thread"),
+    ):
+        parser.add_argument(flag, type=kit.int_range(low, high), default=default, help=text)
     return parser
 
 
@@ -83,7 +75,7 @@ def parse_args(argv=None):
 
 
 def run_timers(log, count: int, step_s: float) -> tuple[int, int]:
-    """Schedule ``count`` timers, cancel them all once the middle one fired; return (fired, cancelled)."""
+    """Start ``count`` timers, cancel all once the middle one fired; return (fired, cancelled)."""
     fired: list[int] = []
     fired_lock = threading.Lock()  # guards `fired`: timer threads append, main reads after joining
     halfway = threading.Event()  # set by the middle timer; main waits on it, then cancels the rest
@@ -96,7 +88,7 @@ def run_timers(log, count: int, step_s: float) -> tuple[int, int]:
         if number == middle:
             halfway.set()
 
-    timers = [threading.Timer(number * step_s, fire, args=(number,)) for number in range(1, count + 1)]
+    timers = [threading.Timer(n * step_s, fire, args=(n,)) for n in range(1, count + 1)]
     for number, timer in enumerate(timers, start=1):
         timer.name = f"Timer-{number}"  # Timer takes no name= argument; a Thread's name is writable
         timer.start()
@@ -105,7 +97,6 @@ def run_timers(log, count: int, step_s: float) -> tuple[int, int]:
     halfway.wait(timeout=middle * step_s + JOIN_TIMEOUT)
     for timer in timers:
         timer.cancel()  # for a timer that already fired this does nothing; it is never an error
-    for timer in timers:
         timer.join(timeout=JOIN_TIMEOUT)  # once its thread has ended, a timer can never fire late
     with fired_lock:
         log.info("cancelled every timer after Timer-%d fired; fired: %s", middle, fired)
@@ -119,7 +110,7 @@ def tick_every(interval_s: float, stop: threading.Event, ticks: list[int], log) 
         log.info("tick %d", len(ticks))
 
 
-def run_ticker(log, interval_s: float, want: int, stop: threading.Event) -> tuple[int, float]:
+def run_ticker(log, interval_s: float, want: int, stop: threading.Event) -> tuple[int, int]:
     """Let the Ticker tick ``want`` times, stop it mid-wait; return (ticks, ms it took to stop)."""
     ticks: list[int] = []
     ticker = threading.Thread(target=tick_every, name="Ticker", args=(interval_s, stop, ticks, log))
@@ -132,15 +123,11 @@ def run_ticker(log, interval_s: float, want: int, stop: threading.Event) -> tupl
     stop_ms = (time.monotonic() - asked) * 1000
     log.info("Ticker stopped %.1f ms after stop.set() (a time.sleep loop could need up to %.0f ms)",
              stop_ms, interval_s * 1000)
-    return len(ticks), stop_ms
+    return len(ticks), round(stop_ms)
 
 
-def run_child(log, worker_s: float, daemon_s: float) -> tuple[int, int, float]:
-    """Run CHILD_CODE in a fresh interpreter; return (daemon work lost, normal work kept, run ms).
-
-    At exit the interpreter joins every non-daemon thread, then stops the daemon threads wherever
-    they are: no ``finally`` blocks, no flushing. A fresh process shows this without ending ours.
-    """
+def run_child(log, worker_s: float, daemon_s: float) -> tuple[int, int, int]:
+    """Run CHILD_CODE in a new interpreter; return (daemon work lost, normal work kept, run ms)."""
     began = time.perf_counter()
     child = subprocess.run([sys.executable, "-c", CHILD_CODE, str(worker_s), str(daemon_s)],
                            capture_output=True, text=True,
@@ -153,7 +140,7 @@ def run_child(log, worker_s: float, daemon_s: float) -> tuple[int, int, float]:
         log.warning("child's stderr: %s", child.stderr.strip())
     log.info("child exited with code %d after %.0f ms (its daemon needed %.0f ms)",
              child.returncode, took_ms, daemon_s * 1000)
-    return int("daemon done" not in lines), int("worker done" in lines), took_ms
+    return int("daemon done" not in lines), int("worker done" in lines), round(took_ms)
 
 
 def main(argv=None) -> int:
@@ -161,14 +148,11 @@ def main(argv=None) -> int:
     log = kit.setup(args)
     stop = threading.Event()  # tells the Ticker to stop; set by main, or by Ctrl-C / Stop
     kit.cancel_on_interrupt(stop)
-
     fired, cancelled = run_timers(log, args.timers, args.timer_step_ms / 1000)
-    repeats, stop_ms = run_ticker(log, args.tick_ms / 1000, args.ticks, stop)
+    ticks, stop_ms = run_ticker(log, args.tick_ms / 1000, args.ticks, stop)
     lost, kept, child_ms = run_child(log, args.worker_ms / 1000, args.daemon_ms / 1000)
-
-    kit.emit_result(timers_fired=fired, timers_cancelled=cancelled, repeats=repeats,
-                    stop_ms=round(stop_ms), daemon_work_lost=lost, non_daemon_work_kept=kept,
-                    child_ms=round(child_ms))
+    kit.emit_result(timers_fired=fired, timers_cancelled=cancelled, repeats=ticks, stop_ms=stop_ms,
+                    daemon_work_lost=lost, non_daemon_work_kept=kept, child_ms=child_ms)
     return 0 if kept else 1
 
 

@@ -3,23 +3,21 @@
 Problem:
     A ``ThreadPoolExecutor`` keeps a team of workers and hands back a ``Future`` per task: a receipt
     to wait on (with a timeout), to ask for the result or the exception, or to cancel while queued.
-    The GIL lets one thread at a time run Python code and waiting (sleep, sockets) releases it, so
-    threads speed up I/O-bound work; pure-Python crunching needs processes, each with its own GIL.
+    The GIL lets one thread at a time run Python and waiting (sleep, sockets) releases it: threads
+    speed up I/O, not pure-Python crunching; that needs processes (``ProcessPoolExecutor``).
 
 What to watch:
-    Tasks finish out of submit order; task 3's error appears only when its future is asked; a timed
-    out ``result()`` leaves its task running; ``cancel()`` works only on queued tasks. In the CPU
-    batch every ``Batch_N`` thread looks "running", yet together their ``cpu_s`` grows like one core's.
+    Tasks finish out of submit order; task 3's error shows only when its future is asked. In the CPU
+    batch all ``Batch_N`` threads look "running", yet their ``cpu_s`` grows like one core's.
 
 Expected output:
     ``io_thread_speedup`` near ``--workers``, ``cpu_thread_speedup`` near 1 (the GIL),
     ``cpu_process_speedup`` near the number of cores; failed = 1, cancelled = ``--workers``.
 
 Failure modes:
-    ``submit()`` without ever asking the future: its exception vanishes; call ``result()`` or
-    ``exception()``. Threads for CPU-bound Python: no speed-up; use ``ProcessPoolExecutor``. ``fork``
-    in a program with threads can copy a held lock into the child, which hangs; use ``spawn``.
-    A timeout or ``cancel()`` never stops a running task; it must check a stop flag (lesson 07).
+    Never asking a future: the task's exception vanishes; call ``result()`` or ``exception()``.
+    ``fork`` with threads running can copy a held lock into the child, which hangs; use ``spawn``.
+    Timeouts and ``cancel()`` never stop a running task: it must check a stop flag (lesson 07).
 
 Exercises:
     1. Run ``--workload cpu --workers 2`` then ``--workers 4`` on a 2-core machine: why does the
@@ -58,8 +56,8 @@ def build_parser():
                         help="pool for the timed batches (the tour always uses threads)")
     parser.add_argument("--workers", type=kit.int_range(1, 8), default=4,
                         help="pool size: 4 is more than 2 cores yet quick to spawn as processes")
-    parser.add_argument("--tasks", type=kit.int_range(1, 64), default=8, help="tasks per timed batch")
-    parser.add_argument("--io-ms", type=kit.int_range(0, 1000), default=50, help="ms an I/O task sleeps")
+    parser.add_argument("--tasks", type=kit.int_range(1, 64), default=8, help="tasks per batch")
+    parser.add_argument("--io-ms", type=kit.int_range(0, 1000), default=50, help="ms per I/O task")
     parser.add_argument("--cpu-loops", type=kit.int_range(1000, 50_000_000), default=1_500_000,
                         help="loop turns of one CPU task (1.5 million: about 60 ms)")
     parser.add_argument("--fail-task", type=kit.int_range(0, TOUR_TASKS), default=3,
@@ -71,9 +69,10 @@ def parse_args(argv=None):
     return build_parser().parse_args(argv)
 
 
-def fetch(task_id: int, delay_s: float, fail_id: int, log) -> int:
+def fetch(task_id: int, fail_id: int, log) -> int:
     log.info("task %d started", task_id, extra={"task": task_id})
-    time.sleep(delay_s)  # stands for a web request: waiting releases the GIL, as a socket read does
+    # Stands for a web request: waiting releases the GIL, as a socket read does.
+    time.sleep((TOUR_TASKS + 1 - task_id) * TOUR_STEP_S)
     if task_id == fail_id:
         raise ValueError(f"task {task_id} failed on purpose")
     return task_id * 100
@@ -86,37 +85,28 @@ def gated(task_id: int, started: queue.Queue, gate, log) -> int:
     return task_id * 100
 
 
-# The timed tasks are top-level functions: a process pool sends them to its children by name
-# (pickle), and a spawned child finds them by importing this module (which does no work on import).
+# Top level: a process pool pickles them by name; a spawned child imports them (no work on import).
 def io_task(ms: int):
     time.sleep(ms / 1000)
     return os.getpid(), threading.current_thread().name  # who ran it: same process or not?
 
 
 def cpu_task(loops: int):
-    total = 0
-    for i in range(loops):  # pure Python: this thread holds the GIL the whole time
-        total += i * i
+    sum(i * i for i in range(loops))  # pure Python: this thread holds the GIL the whole time
     return os.getpid(), threading.current_thread().name
 
 
 def tour(pool: ThreadPoolExecutor, args, log) -> dict:
     """Submit, collect as completed, time out, cancel; count what became of every future."""
-    # Part 1: results and errors, in the order the tasks finish.
-    futures = {pool.submit(fetch, i, (TOUR_TASKS + 1 - i) * TOUR_STEP_S, args.fail_task, log): i
-               for i in range(1, TOUR_TASKS + 1)}
+    futures = {pool.submit(fetch, i, args.fail_task, log): i for i in range(1, TOUR_TASKS + 1)}
     for future in as_completed(futures, timeout=TIMEOUT):  # in finishing order, not submit order
-        error = future.exception()  # what the task raised, handed over here instead of raised
-        if error is None:
+        try:
             log.info("task %d returned %d", futures[future], future.result())
-        else:
+        except Exception as error:  # what the task raised, kept by its future, raised here
             log.warning("task %d raised %r; the pool kept it until we asked", futures[future], error)
 
-    # Part 2: timeouts and cancel(), on tasks held at a gate.
     started: queue.Queue = queue.Queue()  # gated tasks report here as they begin
-    # Set by the main thread once it has tried timeouts and cancel(); running gated tasks wait on
-    # it, so the outcome is the same on every run (traced.Event: threading.Event's traced twin).
-    gate = traced.Event("gate")
+    gate = traced.Event("gate")  # opened after our timeouts and cancel(), so every run ends alike
     lined_up = [pool.submit(gated, i, started, gate, log) for i in range(11, 11 + 2 * args.workers)]
     for _ in range(args.workers):
         started.get(timeout=TIMEOUT)  # now every worker is busy and the rest wait in the queue
@@ -125,20 +115,18 @@ def tour(pool: ThreadPoolExecutor, args, log) -> dict:
     except TimeoutError:  # only our waiting stopped: nothing can interrupt a running thread
         log.info("no result after %d ms; task still running: %s", PEEK_S * 1000, lined_up[0].running())
     running = [f for f in lined_up if not f.cancel()]  # cancel() is False for a running task
-    log.info("cancel(): %d queued tasks cancelled, %d running refused",
-             len(lined_up) - len(running), len(running))
     done, not_done = wait(running, timeout=PEEK_S)  # at the timeout it returns, it does not raise
-    log.info("wait(): %d done, %d not done; opening the gate", len(done), len(not_done))
+    log.info("cancel(): %d queued cancelled, %d running refused; wait(): %d done, %d not done",
+             len(lined_up) - len(running), len(running), len(done), len(not_done))
     gate.set()
-    wait(running, timeout=TIMEOUT)
-    fates = ["cancelled" if f.cancelled() else "failed" if f.exception(timeout=0) else "completed"
-             for f in [*futures, *lined_up]]
-    return {"submitted": len(fates), **{fate: fates.count(fate)
-                                         for fate in ("completed", "failed", "cancelled")}}
+    fates = ["cancelled" if f.cancelled() else "failed" if f.exception(timeout=TIMEOUT)
+             else "completed" for f in [*futures, *lined_up]]
+    counts = {fate: fates.count(fate) for fate in ("completed", "failed", "cancelled")}
+    return {"submitted": len(fates), **counts}
 
 
 def timed(pool, func, arg, tasks: int):
-    """Run func(arg) ``tasks`` times on ``pool`` (None: one by one, here): seconds taken, who ran it."""
+    """Run func(arg) ``tasks`` times on ``pool`` (None: one by one, here); seconds, who ran it."""
     start = time.perf_counter()
     calls = map(func, [arg] * tasks) if pool is None else pool.map(func, [arg] * tasks, timeout=TIMEOUT)
     ran_on = set(calls)  # pool.map, like map, yields results in input order, as each is ready
@@ -157,11 +145,9 @@ def main(argv=None) -> int:
     kinds = ("thread", "process") if args.executor == "both" else (args.executor,)
     serial = {w: timed(None, *jobs[w], args.tasks)[0] for w in workloads}  # one by one, in here
     timings = {f"{w}_serial_ms": round(seconds * 1000) for w, seconds in serial.items()}
-    # Processes by spawn, not fork (Linux's default before Python 3.14): fork copies only the
-    # calling thread, so a lock another thread (the kit's sampler, logging) holds at that instant
-    # stays locked in the child, which hangs when it needs it. spawn starts a fresh interpreter
-    # (forkserver is safe too) where the kit is not set up: children write nothing to our stdout.
-    # Children ignore Ctrl-C: this process decides when the pool ends, so none is left orphaned.
+    # spawn, not fork (Linux's default before 3.14): fork copies only this thread, so a lock held by
+    # another (the kit's sampler, logging) stays locked in the child. A spawned (or forkserver)
+    # child runs no kit, so writes nothing to our stdout; it ignores Ctrl-C: we end it, no orphans.
     spawn = multiprocessing.get_context("spawn")
     for kind in (k for k in kinds if not stop.is_set()):
         start, seen = time.perf_counter(), set()
@@ -176,9 +162,8 @@ def main(argv=None) -> int:
                 seconds, ran_on = timed(pool, *jobs[workload], args.tasks)
                 timings[f"{workload}_{kind}_ms"] = round(seconds * 1000)
                 timings[f"{workload}_{kind}_speedup"] = speedup = round(serial[workload] / seconds, 2)
-                log.info("%s x%d on %d %s workers in %d process(es): %.0f ms vs %.0f ms serial, %.2fx",
-                         workload, args.tasks, len(ran_on), kind, len({pid for pid, _ in ran_on}),
-                         seconds * 1000, serial[workload] * 1000, speedup)
+                log.info("%s x%d on %d %s workers in %d process(es): %.2fx serial", workload,
+                         args.tasks, len(ran_on), kind, len({pid for pid, _ in ran_on}), speedup)
     kit.emit_result(**counts, **timings)
     return 0 if counts["failed"] == int(args.fail_task > 0) and counts["cancelled"] == args.workers else 1
 

@@ -7,24 +7,24 @@ Problem:
     step N before anyone starts N+1; ``abort()`` breaks it: the others get ``BrokenBarrierError``.
 
 What to watch:
-    Clients log ``(3/3 in use)``, never more, while the rest wait on ``connections`` (one that gives
-    a connection back and asks again often wins: semaphores are not fair). The producer waits on
-    ``not-full``, consumers on ``not-empty``. ``Slice-N`` threads reach each barrier one by one and
-    leave together, until the last slice fails an extra step and aborts while the others wait.
+    Clients log at most ``(3/3 in use)``; the rest wait on ``connections`` (unfairly: one that
+    releases and asks again often wins). The producer waits on ``not-full``, consumers on
+    ``not-empty``. ``Slice-N`` threads reach each barrier one by one and leave together, until the
+    last slice fails an extra step and aborts while the others wait.
 
 Expected output:
     observed_max = limit = 3, sent = received = 20, phases_completed = 3, barrier_broken = 1 and
-    broken_waits = 2 (both other slices saw the break).
+    broken_waits = 2: both other slices saw the break.
 
 Failure modes:
-    A ``Lock`` lets one client in, not three; a counter checked outside a lock lets a fourth in: use
-    a ``BoundedSemaphore`` (a plain one released too often quietly grows). Polling with ``sleep`` is
-    slow, and a ``wait()`` that does not re-check its fact wakes up to a stolen item: use
-    ``wait_for(predicate, timeout)``. A barrier without a timeout hangs the team when a member dies.
+    A ``Lock`` lets one client in, not three; a counter checked outside a lock lets a fourth in.
+    Use a ``BoundedSemaphore``: a plain one released too often quietly grows. Polling with ``sleep``
+    is slow; a bare ``wait()`` may wake to a stolen item: use ``wait_for(predicate, timeout)``.
+    A barrier without a timeout hangs the team when a member dies.
 
 Exercises:
-    1. Run ``--connections 1`` and then ``--connections 8``: how do run time and observed_max
-       change, and which of them would a ``Lock`` give you?
+    1. Run ``--connections 1``, then ``--connections 8``: how do run time and observed_max change?
+       Which of them would a ``Lock`` give you?
     2. In ``BoundedBuffer.get``, replace ``wait_for`` with one ``wait()`` under an ``if``; run
        ``--consumers 4 --buffer-size 1 --items 200``: why does a consumer die of ``IndexError``?
     3. Make the last slice sleep ``BARRIER_TIMEOUT * 1.5`` instead of calling ``abort()``: who sees
@@ -38,7 +38,7 @@ import threading
 import time
 
 from lessons import kit
-from lessons.kit import traced
+from lessons.kit import traced  # drop-in twins of threading's primitives that the dashboard sees
 
 TIMEOUT = 5.0  # seconds before any wait gives up: over 10x the longest wait in a healthy run
 STEP_S = 0.02  # Slice-N works N x 20 ms per step, so the slices reach the barrier one by one
@@ -48,16 +48,17 @@ CONSUME_S = 0.01  # consumers are slower than the producer (who does not sleep):
 
 def build_parser():
     parser = kit.lesson_parser(__doc__)
-    parser.add_argument("--clients", type=kit.int_range(1, 32), default=8, help="client threads")
-    parser.add_argument("--connections", type=kit.int_range(1, 16), default=3, help="semaphore permits")
-    parser.add_argument("--queries", type=kit.int_range(1, 100), default=3, help="queries per client")
-    parser.add_argument("--query-ms", type=kit.int_range(0, 1000), default=40, help="ms per query")
-    parser.add_argument("--items", type=kit.int_range(0, 10_000), default=20, help="items to hand over")
-    parser.add_argument("--buffer-size", type=kit.int_range(1, 100), default=2,
-                        help="buffer capacity: 2 is small enough that the producer must wait")
-    parser.add_argument("--consumers", type=kit.int_range(1, 16), default=2, help="consumer threads")
-    parser.add_argument("--parties", type=kit.int_range(2, 16), default=3, help="threads at the barrier")
-    parser.add_argument("--phases", type=kit.int_range(1, 50), default=3, help="lock-step phases")
+    add = parser.add_argument
+    add("--clients", type=kit.int_range(1, 32), default=8, help="client threads")
+    add("--connections", type=kit.int_range(1, 16), default=3, help="semaphore permits")
+    add("--queries", type=kit.int_range(1, 100), default=3, help="queries per client")
+    add("--query-ms", type=kit.int_range(0, 1000), default=40, help="ms per query")
+    add("--items", type=kit.int_range(0, 10_000), default=20, help="items to hand over")
+    add("--buffer-size", type=kit.int_range(1, 100), default=2,
+        help="buffer capacity: 2 is small enough that the producer must wait")
+    add("--consumers", type=kit.int_range(1, 16), default=2, help="consumer threads")
+    add("--parties", type=kit.int_range(2, 16), default=3, help="threads at the barrier")
+    add("--phases", type=kit.int_range(1, 50), default=3, help="lock-step phases")
     return parser
 
 
@@ -72,9 +73,8 @@ def client(pool, gauge: dict, gauge_lock, start_line: threading.Barrier, args, l
             raise TimeoutError("no connection within the timeout: is a client stuck holding one?")
         try:
             with gauge_lock:  # count in after acquiring, out before releasing: never over-counts
-                gauge["now"] += 1
-                gauge["peak"] = max(gauge["peak"], gauge["now"])
-                in_use = gauge["now"]
+                in_use = gauge["now"] = gauge["now"] + 1
+                gauge["peak"] = max(gauge["peak"], in_use)
             log.info("query %d on a connection (%d/%d in use)", query, in_use, args.connections)
             time.sleep(args.query_ms / 1000)  # stands for the database doing the work
         finally:
@@ -84,7 +84,7 @@ def client(pool, gauge: dict, gauge_lock, start_line: threading.Barrier, args, l
 
 
 class BoundedBuffer:
-    """A hand-made ``queue.Queue``: one lock, two conditions over it, as in CPython's Lib/queue.py."""
+    """A hand-made ``queue.Queue``: one lock, two conditions on it, as in CPython's Lib/queue.py."""
 
     def __init__(self, capacity: int) -> None:
         self.items, self.capacity = collections.deque(), capacity
@@ -101,7 +101,7 @@ class BoundedBuffer:
 
     def get(self, timeout: float) -> int | None:
         with self.not_empty:
-            # wait_for re-checks the fact after every wake-up: another consumer may have been faster.
+            # wait_for re-checks after every wake-up: another consumer may have been faster.
             if not self.not_empty.wait_for(lambda: self.items, timeout):
                 raise TimeoutError("no item: is the producer stuck?")
             self.not_full.notify()
@@ -126,9 +126,8 @@ def consumer(buffer: BoundedBuffer, counts: dict, log) -> None:
 
 
 def slice_worker(barrier: threading.Barrier, index: int, args, done: list, broken: dict, log) -> None:
-    """One slice of a simulation: every slice must finish step N before any starts step N+1."""
     for step in range(1, args.phases + 2):  # one extra, last step: the one that fails
-        time.sleep(index * STEP_S)  # uneven work: the slices reach the barrier one by one
+        time.sleep(index * STEP_S)  # uneven work (see STEP_S)
         if step > args.phases and index == args.parties:  # the last to arrive fails the extra step
             log.warning("step %d failed here; abort() so the others stop waiting", step)
             return barrier.abort()
@@ -152,7 +151,6 @@ def run_all(threads: list[threading.Thread]) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     log = kit.setup(args)
-    # Traced primitives are drop-in twins of threading's that show the dashboard who holds what.
     # Bounded: an extra release() raises ValueError instead of quietly adding a fourth connection.
     pool = traced.BoundedSemaphore(args.connections, name="connections")
     gauge = {"now": 0, "peak": 0}  # clients holding a connection: now, and the most at once

@@ -1,40 +1,32 @@
 """Deadlock: two locks taken in opposite orders, and the ways out.
 
 Problem:
-    A transfer locks both accounts so nobody sees money half-moved. ``Transfer-AB`` locks A then B
-    while ``Transfer-BA`` locks B then A: each holds what the other needs and waits for it, a
-    deadlock. A plain ``acquire()`` would wait forever; here the wait gives up after 1.5 s, so the
-    lesson can report it and go on to the fixes: a *global lock order* (everybody sorts the locks,
-    so no cycle can form), and *try-lock and back off* (wait briefly for the second lock; if it is
-    taken, release the first and retry after a delay, a different one for each transfer). That has
-    its own trap, *livelock*: two threads backing off for the same fixed time retry in step and
-    collide forever, busy but going nowhere. A random back-off (seeded with ``--seed``, so a run can
-    be replayed) breaks the tie without handing out delays by hand.
+    A transfer locks both accounts so nobody sees money half-moved. ``Transfer-AB`` locks A then B,
+    ``Transfer-BA`` B then A: each holds what the other needs, a deadlock. A plain ``acquire()``
+    waits forever; here it gives up after 1.5 s. Fixes: a *global lock order* (all sort the locks:
+    no cycle can form) and *try-lock and back off* (if the second lock is taken, release the first,
+    retry after one's own delay). Equal fixed delays make a *livelock*: both collide and retry in
+    step forever, busy but going nowhere. Random back-off (``--seed`` replays it) breaks the tie.
 
 What to watch:
-    In the ``deadlock`` round the thread table shows both transfers in ``waiting-lock``, each holding
-    one account; after about 0.3 s the kit logs "DEADLOCK detected" (a ``deadlock`` event). When the
-    timeout expires a transfer reports the deadlock and releases its account, which lets the other
-    through. In the ``livelock`` round both log "backing off" on every attempt, in step, to the cap.
+    In the ``deadlock`` round both transfers show ``waiting-lock``, each holding one account; after
+    ~0.3 s the kit logs "DEADLOCK detected" (a ``deadlock`` event). At the timeout one gives up its
+    account, freeing the other. In ``livelock`` both log "backing off" every attempt, in step.
 
 Expected output:
-    A summary line per strategy, then ``Result:`` with ``_deadlocked``, ``_finished`` and ``_ms``
-    for each: deadlock 1, 0, ~1500; ordered, backoff and random_backoff 0, 1 and well under 500 ms;
-    livelock 0, 0 and ``livelock_attempts`` equal to ``--max-attempts``.
+    ``Result:`` gives ``_deadlocked``, ``_finished``, ``_ms`` per strategy: deadlock 1, 0, ~1500;
+    ordered, backoff, random_backoff 0, 1, < 500 ms; livelock 0, 0, ``_attempts`` at the cap.
 
 Failure modes:
-    Taking locks in whatever order the code needs them deadlocks as soon as two threads disagree;
-    agree on one order (sort by name or id). An ``RLock`` does not help: it only lets *one* thread
-    re-take its own lock. A blocking ``acquire()`` with no timeout turns a deadlock into a silent
-    hang; use ``acquire(timeout=...)`` and report the failure. Back-off with the same fixed delay
-    everywhere trades the deadlock for a livelock; randomise the delay.
+    Taking locks in whatever order the code needs deadlocks once two threads disagree; agree on one
+    order (sort by name or id). An ``RLock`` does not help: it only lets *one* thread re-take its
+    own lock. A bare ``acquire()`` makes a deadlock a silent hang: pass a timeout, report the
+    failure. One fixed back-off everywhere trades the deadlock for a livelock; randomise it.
 
 Exercises:
-    1. Run ``--strategy livelock --max-attempts 50``: the transfers never fall out of step. Now set
-       ``UNDO_S = 0`` and run it five times: the livelock now breaks by itself, after a different
-       number of attempts each run. Why? What does a lockstep need to last?
-    2. Make the ``ordered`` strategy sort by ``id(lock)`` instead of the name. Does it still work?
-       What must every thread in a program agree on?
+    1. Run ``--strategy livelock --max-attempts 50``: always in step. With ``UNDO_S = 0``, five runs
+       break free after different numbers of attempts. Why? What does a lockstep need to last?
+    2. Sort by ``id(lock)`` in ``ordered``: does it still work? What must all threads agree on?
     3. Run ``--strategy random-backoff`` with ``--seed 1``, ``2`` and ``3`` and compare
        ``random_backoff_attempts``; then set ``RANDOM_MAX_S = 0.02`` (no more than ``UNDO_S``).
 """
@@ -46,13 +38,12 @@ import threading
 import time
 
 from lessons import kit
-from lessons.kit import traced
+from lessons.kit import traced  # drop-in twins of threading's locks that the dashboard can see
 
-# Each strategy and the (deadlocked, finished) it must end with: the two demos show their problem,
-# the three fixes solve it.
+# Each strategy and the (deadlocked, finished) it must end with: demos show a problem, fixes finish.
 STRATEGIES = {"deadlock": (1, 0), "ordered": (0, 1), "backoff": (0, 1), "livelock": (0, 0),
               "random-backoff": (0, 1)}
-HOLD_S = 0.02  # work between the two locks: time enough for the other transfer to take its first lock
+HOLD_S = 0.02  # work between the two locks: time for the other transfer to take its first lock
 GIVE_UP_S = 1.5  # a patient wait: far past the kit's detector (a 0.3 s cycle, sampled every 0.1 s)
 TRY_S = 0.01  # a try-lock's wait: two trying threads make a cycle too, but far shorter than 0.3 s
 # A failed attempt undoes its half-done work still holding its first lock, so two attempts that
@@ -88,32 +79,29 @@ def back_off_s(strategy: str, index: int, rng: random.Random) -> float:
 
 
 def transfer(strategy, index, first, second, start, stop, args, outcome, log):
-    rng = random.Random(args.seed + index)  # seeded, and one per thread: the other's draws can't shift ours
+    rng = random.Random(args.seed + index)  # one per thread: the other's draws can't shift ours
     if strategy == "ordered":
-        # The fix: one global order. Both transfers now take account-A first; whoever gets it also
-        # gets account-B, while the other waits holding nothing. No cycle can form.
+        # The fix: one global order. Both take account-A first; the loser waits holding nothing.
         first, second = sorted((first, second), key=lambda lock: lock.name)
-    patient = strategy in ("deadlock", "ordered")  # wait for the second lock; the others try and back off
+    patient = strategy in ("deadlock", "ordered")  # wait for the second lock; others try, back off
     limit = 1 if patient else args.max_attempts
     start.wait(timeout=START_TIMEOUT)  # both transfers begin at the same instant
-    # Retries are planned from this moment, like a timer firing on schedule: a thread woken a few
-    # ms late does not push its later attempts back, so two transfers on one plan stay in step.
-    planned = time.monotonic()
+    planned = time.monotonic()  # retries keep a schedule: a late wake-up can't break the lockstep
     attempt, finished, deadlocked = 0, False, False
     while attempt < limit and not stop.is_set():
         attempt += 1
         if not first.acquire(timeout=GIVE_UP_S):
             break
         try:
-            time.sleep(HOLD_S)  # meanwhile the other transfer takes its first lock: a certain collision
+            time.sleep(HOLD_S)  # meanwhile the other transfer takes its first lock: a collision
             finished = second.acquire(timeout=GIVE_UP_S if patient else TRY_S)
             if finished:
                 log.info("holding both accounts: moving the money (attempt %d)", attempt)
                 second.release()
             elif patient:
                 deadlocked = True
-                log.error("DEADLOCK: no %s after %.1f s, and I hold %s, which the other transfer "
-                          "waits for; giving up and releasing it", second.name, GIVE_UP_S, first.name)
+                log.error("DEADLOCK: no %s after %.1f s while I hold %s, which the other waits "
+                          "for; giving up and releasing it", second.name, GIVE_UP_S, first.name)
             else:
                 time.sleep(UNDO_S)
         finally:
@@ -121,22 +109,19 @@ def transfer(strategy, index, first, second, start, stop, args, outcome, log):
         if finished or deadlocked or attempt == limit:
             break
         delay = back_off_s(strategy, index, rng)
-        planned += HOLD_S + TRY_S + UNDO_S + delay  # this attempt's planned length, then the back-off
-        log.info("attempt %d: %s is taken; released %s, backing off %d ms",
-                 attempt, second.name, first.name, delay * 1000)
-        stop.wait(max(0.0, planned - time.monotonic()))  # a back-off that Ctrl-C cuts short (lesson 07)
+        planned += HOLD_S + TRY_S + UNDO_S + delay  # this attempt's planned length + the back-off
+        log.info("attempt %d: %s taken, backing off %d ms", attempt, second.name, delay * 1000)
+        stop.wait(max(0.0, planned - time.monotonic()))  # a back-off Ctrl-C cuts short (lesson 07)
     if not (patient or finished):
         log.warning("no progress after %d attempts: a livelock; giving up at the cap", attempt)
-    outcome[threading.current_thread().name] = (finished, deadlocked, attempt)  # only we write our key
+    outcome[threading.current_thread().name] = (finished, deadlocked, attempt)  # our key only
 
 
 def run_strategy(strategy: str, args, stop: threading.Event, log) -> dict[str, int]:
-    # One lock per account, guarding its balance; the transfers wait on them. traced.Lock is a
-    # drop-in twin of threading.Lock that shows the dashboard who holds which and spots the cycle.
-    a, b = traced.Lock("account-A"), traced.Lock("account-B")
+    a, b = traced.Lock("account-A"), traced.Lock("account-B")  # each guards one account's balance
     start = threading.Barrier(2)  # the start line; only the two transfers wait on it
     outcome: dict[str, tuple[bool, bool, int]] = {}
-    routes = {"Transfer-AB": (a, b), "Transfer-BA": (b, a)}  # opposite orders: the recipe for a deadlock
+    routes = {"Transfer-AB": (a, b), "Transfer-BA": (b, a)}  # opposite orders: a deadlock recipe
     threads = [threading.Thread(target=transfer, name=name,
                                 args=(strategy, index, *locks, start, stop, args, outcome, log))
                for index, (name, locks) in enumerate(routes.items(), 1)]
@@ -148,18 +133,17 @@ def run_strategy(strategy: str, args, stop: threading.Event, log) -> dict[str, i
     for thread in threads:  # bounded by the slowest strategy, so a bug cannot hang us
         thread.join(timeout=START_TIMEOUT + 2 * GIVE_UP_S + args.max_attempts * attempt_s)
     ms = round((time.perf_counter() - began) * 1000)
-    finished = len(outcome) == 2 and all(done for done, _, _ in outcome.values())
-    deadlocked = any(stuck for _, stuck, _ in outcome.values())
-    attempts = max((n for _, _, n in outcome.values()), default=0)
-    log.info("%s: deadlocked=%d, finished=%d, %d ms, %d attempts",
-             strategy, deadlocked, finished, ms, attempts)
-    return {"deadlocked": int(deadlocked), "finished": int(finished), "ms": ms, "attempts": attempts}
+    got = {"deadlocked": int(any(stuck for _, stuck, _ in outcome.values())),
+           "finished": int(len(outcome) == 2 and all(done for done, _, _ in outcome.values())),
+           "ms": ms, "attempts": max((n for _, _, n in outcome.values()), default=0)}
+    log.info("%s: deadlocked=%d, finished=%d, %d ms, %d attempts", strategy, *got.values())
+    return got
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     log = kit.setup(args)
-    stop = threading.Event()  # set by Ctrl-C / Stop; checked before each attempt; back-offs wait on it
+    stop = threading.Event()  # set by Ctrl-C / Stop; checked each attempt; back-offs wait on it
     kit.cancel_on_interrupt(stop)
     values, as_taught = {}, True
     for strategy in STRATEGIES if args.strategy == "all" else (args.strategy,):

@@ -1,19 +1,17 @@
 """Signals and slots: workers announce results, a UI thread receives them through its event loop.
 
 Problem:
-    Workers that call the UI directly are tied to it, and the UI's state ends up touched by every
-    worker thread at once. A ``Signal`` (``lessons.kit.signals``, app-level, not a POSIX signal)
-    decouples them: workers only emit ``item_ready``; whoever cares connects a slot to it. A
-    *direct* slot runs in the emitting Worker thread, so it needs a lock like any shared code. A
-    *queued* slot (``connect(slot, loop=ui_loop)``, Qt's QueuedConnection) is posted into the
-    ``EventLoop`` that the UI thread runs: only UI touches its state, no lock needed. A ``Popup``
-    connected by a bound method is held weakly: once it is closed and collected, its slot is gone.
+    Workers that call the UI directly are tied to it, and all of them touch its state at once.
+    A ``Signal`` (``lessons.kit.signals``, app-level, not POSIX) decouples them: workers only emit
+    ``item_ready``; whoever cares connects a slot. A *direct* slot runs in the emitting Worker, so
+    it needs a lock like any shared code. A *queued* slot (``connect(slot, loop=ui_loop)``, Qt's
+    QueuedConnection) is posted to the UI thread's ``EventLoop``: only UI touches its state, no
+    lock. A ``Popup`` connected by a bound method is held weakly: once collected, its slot is gone.
 
 What to watch:
-    The thread column is the point: "counted item" lines (direct slot) come from Worker-1..N,
-    "showing item" lines (queued slot) only from UI, often a little later than their emit. Halfway,
-    the last worker to reach the Barrier closes the popup: ``len(item_ready)`` drops from 3 to 2
-    and the popup gets nothing more. In the thread table UI sits in ``waiting-queue`` between calls.
+    In the log's thread column, "counted item" (direct slot) comes from Worker-1..N, "showing item"
+    (queued) only from UI, just after its emit. Halfway, the Barrier's last worker closes the popup:
+    ``len(item_ready)`` drops from 3 to 2, the popup gets no more. UI idles in ``waiting-queue``.
 
 Expected output:
     ``emitted = delivered_direct = delivered_queued`` (24 with defaults),
@@ -21,12 +19,11 @@ Expected output:
     ``popup_calls = 12`` (the first half only) and ``dropped_after_gc = 1``.
 
 Failure modes:
-    The tempting wrong tool is a worker calling the consumer itself, or a direct slot changing UI
-    state without a lock: it runs in several threads at once and loses updates. Use a queued
-    connection into the owner's loop (Qt's ``AutoConnection`` queues when the receiver lives in
-    another thread). A strong reference to every slot keeps closed windows alive and still called;
-    hold bound methods with ``weakref.WeakMethod``. A signal that calls slots while holding its
-    lock deadlocks a slot that emits; copy the list under the lock and call outside it.
+    Tempting but wrong: a worker calling the consumer itself, or a direct slot changing UI state
+    without a lock (it runs in several threads at once and loses updates). Queue into the owner's
+    loop; Qt's ``AutoConnection`` does when the receiver lives in another thread. Strong references
+    keep closed windows alive and called: hold bound methods by ``weakref.WeakMethod``. A signal
+    calling slots under its lock deadlocks a slot that emits: copy the list under it, call outside.
 
 Exercises:
     1. Connect ``ui.show_item`` without ``loop=``: which threads appear in ``slot_threads``, and
@@ -46,9 +43,7 @@ import time
 from lessons import kit
 from lessons.kit.signals import EventLoop, Signal
 
-# Seconds a worker may wait at half-time. Workers do the same work, so they arrive within
-# milliseconds of each other; a 10 s wait means one of them is broken.
-BARRIER_TIMEOUT = 10.0
+BARRIER_TIMEOUT = 10.0  # seconds at half-time: workers arrive ms apart, so 10 s means one broke
 
 
 def build_parser():
@@ -77,8 +72,7 @@ class Stats:
         with self._lock:
             self.calls += 1
             self.threads.add(threading.current_thread().name)
-        self.log.info("counted item %d of %s (direct slot)", number, worker,
-                      extra={"slot": "direct"})
+        self.log.info("counted item %d of %s (direct)", number, worker, extra={"slot": "direct"})
 
 
 class UI:
@@ -88,10 +82,15 @@ class UI:
         self.log = log
         self.shown, self.threads = 0, set()
 
+    def run(self, loop: EventLoop, stop: threading.Event, timeout: float) -> None:
+        self.log.info("event loop running: every queued slot runs here, one call at a time")
+        ran = loop.run(stop=stop, timeout=timeout)  # until stop is set and the queue is drained
+        self.log.info("event loop done after %d queued calls", ran)
+
     def show_item(self, worker: str, number: int) -> None:
         self.shown += 1
         self.threads.add(threading.current_thread().name)
-        self.log.info("showing item %d of %s, %d shown (queued slot)", number, worker, self.shown,
+        self.log.info("showing item %d of %s, %d shown (queued)", number, worker, self.shown,
                       extra={"slot": "queued"})
 
 
@@ -105,19 +104,12 @@ class Popup:
         self.calls.append((worker, number))  # one list.append: atomic, safe from several Workers
 
 
-def ui_main(loop: EventLoop, stop: threading.Event, timeout: float, log) -> None:
-    log.info("event loop running: every queued slot runs here, one call at a time")
-    ran = loop.run(stop=stop, timeout=timeout)  # returns once stop is set and the queue is drained
-    log.info("event loop done after %d queued calls", ran)
-
-
-def worker(item_ready: Signal, items: int, item_s: float, half_time: threading.Barrier,
-           emitted: dict) -> None:
+def worker(item_ready: Signal, args, half_time: threading.Barrier, emitted: dict) -> None:
     me = threading.current_thread().name
-    for number in range(1, items + 1):
-        if number == items // 2 + 1:
+    for number in range(1, args.items + 1):
+        if number == args.items // 2 + 1:
             half_time.wait(timeout=BARRIER_TIMEOUT)  # every worker has emitted its first half
-        time.sleep(item_s)  # stands for real work
+        time.sleep(args.item_ms / 1000)  # stands for real work
         item_ready.emit(me, number)  # the worker knows nothing about who listens
         emitted[me] = number  # only this thread writes its own key
 
@@ -141,18 +133,15 @@ def main(argv=None) -> int:
         popups.clear()  # the popup's refcount drops to 0: it is freed, its WeakMethod goes dead
         gc.collect()  # certain even if a reference cycle (or PyPy) kept it alive
         dropped.append(before - len(item_ready))
-        log.info("popup closed and collected: item_ready has %d slots (was %d), no disconnect()",
-                 len(item_ready), before)
+        log.info("popup closed and freed: slots %d -> %d, no disconnect()", before, len(item_ready))
 
     half_time = threading.Barrier(args.workers, action=close_popup)
     workers_done = threading.Event()  # set by main after joining every worker; UI's loop watches it
     emitted: dict[str, int] = {}
-    item_s = args.item_ms / 1000
-    budget = BARRIER_TIMEOUT + args.items * item_s + 5  # seconds: a worker's worst case, and some
-    ui_thread = threading.Thread(target=ui_main, name="UI",
-                                 args=(ui_loop, workers_done, budget + 5, log))
+    budget = BARRIER_TIMEOUT + args.items * args.item_ms / 1000 + 5  # seconds: worst case, plus 5
+    ui_thread = threading.Thread(target=ui.run, name="UI", args=(ui_loop, workers_done, budget + 5))
     workers = [threading.Thread(target=worker, name=f"Worker-{i}",
-                                args=(item_ready, args.items, item_s, half_time, emitted))
+                                args=(item_ready, args, half_time, emitted))
                for i in range(1, args.workers + 1)]
     for thread in [ui_thread, *workers]:
         thread.start()
@@ -160,7 +149,6 @@ def main(argv=None) -> int:
         thread.join(timeout=budget)
     workers_done.set()  # UI drains the calls already queued, then its loop returns
     ui_thread.join(timeout=10)
-
     total = sum(emitted.values())
     kit.emit_result(emitted=total, delivered_direct=stats.calls, delivered_queued=ui.shown,
                     slot_threads={"direct": sorted(stats.threads), "queued": sorted(ui.threads)},

@@ -1,18 +1,16 @@
 """Qt: a worker object in a QThread reporting progress to the main thread through signals.
 
 Problem:
-    A Qt program keeps its event loop and every GUI object in the main thread, so slow work moves
-    to a ``QThread``: a worker ``QObject`` is moved there with ``moveToThread`` and emits
-    ``progress`` signals. Qt decides per connection where a slot runs. A slot of a ``QObject``
-    living in the main thread is *queued*: posted to the main event loop and run there. A plain
-    function (or lambda) belongs to no thread, so it is called *directly*, in the emitting thread.
-    The log proves both. Runs headless (``QCoreApplication``, offscreen).
+    A Qt program keeps its event loop and GUI objects in the main thread, so slow work moves to a
+    ``QThread``: a worker ``QObject`` moved there (``moveToThread``) emits ``progress`` signals. Qt
+    picks per connection where a slot runs: a main-thread ``QObject``'s slot is *queued* to the main
+    event loop; a plain function or lambda belongs to no thread, so it is called *directly*, in the
+    emitting thread. The log proves both, headless (``QCoreApplication``, offscreen).
 
 What to watch:
-    The worker's first line comes from ``Dummy-1``: Python did not start this thread, so
-    ``threading`` makes up a "dummy" Thread object for it, until the worker names it after the
-    QThread's ``objectName`` (``Qt-Worker``). Then each step logs twice: the function slot in
-    ``Qt-Worker``, the receiver's slot in ``MainThread`` (which Qt calls ``Qt mainThread``).
+    The worker's first line comes from ``Dummy-1``: ``threading`` invents a dummy Thread for a
+    thread Python did not start, until the worker renames it ``Qt-Worker``. Each step logs twice:
+    the function slot in ``Qt-Worker``, the receiver's in ``MainThread`` (Qt: ``Qt mainThread``).
     Python never sees an alien thread end, so ``Qt-Worker`` stays "alive" in the thread table.
 
 Expected output:
@@ -20,10 +18,9 @@ Expected output:
     and ``function_slot: Qt-Worker``, ``finished_cleanly = 1``. Without PySide6: ``skipped = 1``.
 
 Failure modes:
-    Touching a main-thread object (a widget) from the worker, or connecting its slot with
-    ``DirectConnection``, runs GUI code in the wrong thread: a crash now and then, never in the
-    demo. Emit a signal and let Qt queue the call. Slots on a ``QThread`` subclass run in the
-    thread that *created* it, not in the new one; use a worker ``QObject`` and ``moveToThread``.
+    Touching a widget from the worker, or connecting its slot with ``DirectConnection``, runs GUI
+    code in the wrong thread: an occasional crash, never in the demo. Emit a signal; Qt queues it.
+    Slots of a ``QThread`` subclass run in the *creating* thread: ``moveToThread`` a worker instead.
     ``terminate()`` can kill a thread holding a lock: ask it to stop, ``quit()``, ``wait(timeout)``.
 
 Exercises:
@@ -53,11 +50,11 @@ def build_parser():
     parser.add_argument("--steps", type=kit.int_range(1, 1000), default=10,
                         help="progress signals the worker emits")
     parser.add_argument("--step-ms", type=kit.int_range(0, 1000), default=50,
-                        help="milliseconds of work per step: slow enough to watch the lines interleave")
+                        help="milliseconds of work per step: slow enough to watch lines interleave")
     parser.add_argument("--timeout", type=kit.float_range(1, 600), default=10.0,
                         help="seconds before the event loop gives up on the worker")
-    parser.add_argument("--receiver-connection", choices=("auto", "queued", "direct"), default="auto",
-                        help="how Receiver.on_progress is connected; auto picks queued across threads")
+    parser.add_argument("--receiver-connection", choices=("auto", "queued", "direct"),
+                        default="auto", help="Receiver's connection; auto: queued across threads")
     return parser
 
 
@@ -67,7 +64,6 @@ def parse_args(argv=None):
 
 def make_classes(QtCore, stop: threading.Event, log):
     """The Qt classes, built here because PySide6 is imported only when the lesson runs."""
-
     class Worker(QtCore.QObject):
         progress = QtCore.Signal(int)
         finished = QtCore.Signal()
@@ -82,7 +78,7 @@ def make_classes(QtCore, stop: threading.Event, log):
         def run(self) -> None:
             me = threading.current_thread()
             self.python_name = me.name
-            log.info("Python sees this thread as %r (a %s): Qt started it", me.name, type(me).__name__)
+            log.info("Python sees %r (a %s): Qt started this thread", me.name, type(me).__name__)
             me.name = QtCore.QThread.currentThread().objectName()  # now the logs say Qt-Worker
             self.thread_name = me.name
             for step in range(1, self.steps + 1):
@@ -115,21 +111,18 @@ def main(argv=None) -> int:
     try:
         from PySide6 import QtCore
     except ImportError as exc:
-        log.warning("PySide6 is not installed (%s). Install it with: pip install 'threadlab[qt]' "
-                    "(or start the dashboard with scripts/serve, which installs it)", exc)
+        log.warning("PySide6 missing (%s): pip install 'threadlab[qt]' (scripts/serve does)", exc)
         kit.emit_result(skipped=1)
         return 0
 
-    # Before the application exists: a GUI app would look for a screen; offscreen needs none.
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before the app: no screen to look for
     app = QtCore.QCoreApplication.instance() or QtCore.QCoreApplication([])
     stop = threading.Event()  # set by Ctrl-C or after the loop; the worker checks it between steps
     kit.cancel_on_interrupt(stop)
     timed_out = threading.Event()  # set by the timeout timer; the poll timer then ends the loop
     Worker, Receiver = make_classes(QtCore, stop, log)
-
     thread = QtCore.QThread()
-    thread.setObjectName("Qt-Worker")  # Qt's name; Python's threading cannot see it (see Worker.run)
+    thread.setObjectName("Qt-Worker")  # Qt's name; Python's threading can't see it (see Worker.run)
     worker = Worker(args.steps, args.step_ms / 1000)
     worker.moveToThread(thread)  # from now on its slots run in `thread`
     receiver = Receiver()
@@ -148,7 +141,6 @@ def main(argv=None) -> int:
     poll = QtCore.QTimer()
     poll.timeout.connect(lambda: (stop.is_set() or timed_out.is_set()) and app.quit())
     poll.start(POLL_MS)
-
     log.info("starting %s: %d steps of %d ms", thread.objectName(), args.steps, args.step_ms)
     thread.start()
     app.exec()  # the main event loop: runs the queued slots until quit()
@@ -166,8 +158,7 @@ def main(argv=None) -> int:
                     receiver_connection=args.receiver_connection,
                     worker_thread_name=worker.thread_name, python_name_before=worker.python_name,
                     timed_out=int(timed_out.is_set()), finished_cleanly=int(finished))
-    ok = finished and not timed_out.is_set() and receiver.received == worker.sent
-    return 0 if ok else 1
+    return 0 if finished and not timed_out.is_set() and receiver.received == worker.sent else 1
 
 
 if __name__ == "__main__":

@@ -1,41 +1,32 @@
 """Threads and asyncio: crossing the border between an event loop and threads, both ways.
 
 Problem:
-    An asyncio event loop runs all its coroutines in one thread, switching only at ``await``, so
-    one blocking call in a coroutine (``time.sleep``, a slow file read, a library with no async
-    API) freezes them all. Blocking work goes out to a thread (``asyncio.to_thread``,
-    ``loop.run_in_executor``); plain threads hand work back in (``loop.call_soon_threadsafe``,
-    ``asyncio.run_coroutine_threadsafe``). A ticker coroutine measures how late the loop wakes it
-    while a coroutine blocks the loop, then while the same call runs in a thread. Last, feeder
-    threads fill an ``asyncio.Queue`` that a coroutine drains.
+    An event loop runs all its coroutines in one thread, switching only at ``await``: one blocking
+    call (``time.sleep``, a slow read) freezes them all. Blocking work goes out to a thread
+    (``asyncio.to_thread``, ``loop.run_in_executor``); threads hand work back in
+    (``loop.call_soon_threadsafe``, ``asyncio.run_coroutine_threadsafe``).
 
 What to watch:
-    "blocking for 250 ms" is logged by ``MainThread`` (the loop's thread) the first time and by
-    ``Offload_0`` (an executor thread) the second; the ticker reports the first wake-up about 250 ms
-    late, the second on time. Then ``Feeder-N`` threads hand items over and each asks the loop
-    a question; every item is logged by ``MainThread``, where the consumer coroutine runs.
+    ``MainThread`` (the loop's thread) logs "blocking for 250 ms", then ``Offload_0`` (an executor
+    thread) does: a ticker coroutine wakes about 250 ms late, then on time. ``Feeder-N`` threads
+    fill an ``asyncio.Queue`` and ask the loop a question; ``MainThread`` logs every item it drains.
 
 Expected output:
-    ``max_lag_blocking_ms`` near ``--block-ms`` (about 230-250), ``max_lag_offloaded_ms`` a few
-    ms, ``items_from_threads = items_consumed = 30``, ``answers = 3``, ``max_handoff_ms`` below 50.
+    ``max_lag_blocking_ms`` near ``--block-ms`` (about 230-250), ``max_lag_offloaded_ms`` a few ms,
+    ``items_from_threads = items_consumed = 30``, ``answers = 3``, ``max_handoff_ms`` below 50.
 
 Failure modes:
-    ``time.sleep`` or ``requests.get`` inside a coroutine stalls the whole loop: use
-    ``await asyncio.sleep`` or ``await asyncio.to_thread(...)``. asyncio objects (the loop, its
-    queues, events and futures) are not thread-safe: from another thread, calling
-    ``queue.put_nowait`` or ``loop.call_soon`` does not even wake the loop, so the item waits for
-    someone else to. Only the ``*_threadsafe`` functions may cross. And ``.result()`` on the future
-    of ``run_coroutine_threadsafe`` called *in the loop's thread* deadlocks: the loop waits for itself.
+    ``time.sleep`` in a coroutine stalls the whole loop: use ``asyncio.sleep`` or ``to_thread``.
+    asyncio objects (loop, queues, events, futures) are not thread-safe: ``queue.put_nowait`` or
+    ``loop.call_soon`` from another thread does not even wake the loop; only ``*_threadsafe`` calls
+    may cross. In the loop's thread, ``run_coroutine_threadsafe(...).result()`` deadlocks on itself.
 
 Exercises:
-    1. Run with ``--block-ms 1000 --asyncio-debug``: the lag follows the block, and asyncio's debug
-       mode names the culprit ("Executing <Task ...> took 1.0 seconds").
-    2. In ``feeder``, replace ``loop.call_soon_threadsafe(items.put_nowait, item)`` with
-       ``items.put_nowait(item)``: why does ``max_handoff_ms`` grow? Then add ``--asyncio-debug``:
-       a feeder dies, and the consumer hangs despite its timeout (Ctrl-C twice). What broke?
-    3. In ``consume``, ask the loop a question from its own thread: ``.result(timeout=2)`` on
-       ``asyncio.run_coroutine_threadsafe(consumed_so_far(stats), asyncio.get_running_loop())``.
-       Why does it always time out, and what would happen without the timeout?
+    1. Run ``--block-ms 1000 --asyncio-debug``: the lag follows; debug mode names the culprit.
+    2. In ``feeder``, call ``items.put_nowait(item)`` directly: why does ``max_handoff_ms`` grow?
+       With ``--asyncio-debug``, why does a feeder die, and the consumer hang despite its timeout?
+    3. In ``consume``, wait on ``run_coroutine_threadsafe(consumed_so_far(stats), loop)`` with
+       ``.result(timeout=2)``: why does it always time out? And without the timeout?
 """
 
 from __future__ import annotations
@@ -56,16 +47,14 @@ JOIN_TIMEOUT = 5.0  # seconds to wait for a feeder to end after its sentinel (it
 
 def build_parser():
     parser = kit.lesson_parser(__doc__)
-    parser.add_argument("--block-ms", type=kit.int_range(50, 5000), default=250,
-                        help="milliseconds of the blocking call: long enough to dwarf normal lag")
-    parser.add_argument("--tick-ms", type=kit.int_range(1, 1000), default=20,
-                        help="how often the ticker coroutine wants to wake up")
-    parser.add_argument("--feeders", type=kit.int_range(1, 16), default=3,
-                        help="plain threads handing items into the loop")
-    parser.add_argument("--items", type=kit.int_range(1, 1000), default=10,
-                        help="items each feeder hands over")
-    parser.add_argument("--feed-ms", type=kit.int_range(0, 1000), default=20,
-                        help="milliseconds a feeder works on one item before handing it over")
+    for flag, low, high, default, text in (
+        ("--block-ms", 50, 5000, 250, "ms of the blocking call: long enough to dwarf normal lag"),
+        ("--tick-ms", 1, 1000, 20, "how often the ticker coroutine wants to wake up"),
+        ("--feeders", 1, 16, 3, "plain threads handing items into the loop"),
+        ("--items", 1, 1000, 10, "items each feeder hands over"),
+        ("--feed-ms", 0, 1000, 20, "ms a feeder works on one item before handing it over"),
+    ):
+        parser.add_argument(flag, type=kit.int_range(low, high), default=default, help=text)
     parser.add_argument("--asyncio-debug", action="store_true",
                         help="asyncio debug mode: slow callbacks and wrong-thread calls reported")
     return parser
@@ -88,39 +77,33 @@ async def ticker(tick_s: float, done: asyncio.Event, lags: list[float]) -> None:
         lags.append(loop.time() - due)  # how late the loop got back to us
 
 
-async def measure_lag(offload: bool, block_s: float, tick_s: float, log) -> float:
+async def measure_lag(how: str, block_s: float, tick_s: float, log) -> float:
     done = asyncio.Event()  # set when the measurement is over; the ticker checks it each tick
     lags: list[float] = []
     tick = asyncio.create_task(ticker(tick_s, done, lags))
     await asyncio.sleep(SETTLE_TICKS * tick_s)
-    if offload:
+    if how == "offloaded":
         await asyncio.to_thread(blocking_call, block_s, log)  # the loop keeps serving the ticker
     else:
         blocking_call(block_s, log)  # WRONG on purpose: no coroutine runs until this returns
     await asyncio.sleep(SETTLE_TICKS * tick_s)
     done.set()
     await asyncio.wait_for(tick, timeout=tick_s + 1)  # the ticker ends within one tick
-    worst = max(lags)
-    log.info("%s: the ticker woke up at most %.0f ms late", "offloaded" if offload else "blocking",
-             worst * 1000)
-    return worst
+    log.info("%s: the ticker woke up at most %.0f ms late", how, max(lags) * 1000)
+    return max(lags)
 
 
-def feeder(loop, items: asyncio.Queue, stats: dict, count: int, feed_s: float, reports: list,
-           stop: threading.Event, log) -> None:
+def feeder(loop, items: asyncio.Queue, stats: dict, reports: list, args, stop, log) -> None:
     sent = 0  # this thread's own count, reported to main through `reports`
-    for number in range(1, count + 1):
-        if stop.is_set():
-            break
-        time.sleep(feed_s)  # stands for the thread's own work: reading a device, parsing a file
-        item = (threading.current_thread().name, number, time.perf_counter())
+    while sent < args.items and not stop.is_set():
+        time.sleep(args.feed_ms / 1000)  # the thread's own work: reading a device, parsing a file
+        sent += 1
+        item = (threading.current_thread().name, sent, time.perf_counter())
         # Wakes the loop and runs put_nowait *in the loop's thread*, the only one allowed to.
         loop.call_soon_threadsafe(items.put_nowait, item)
-        sent += 1
     # A question for the loop: the coroutine runs there; we block on a concurrent.futures.Future.
     future = asyncio.run_coroutine_threadsafe(consumed_so_far(stats), loop)
-    log.info("sent %d items; the loop says %d consumed so far", sent,
-             future.result(timeout=ANSWER_TIMEOUT))
+    log.info("sent %d items; loop says %d consumed", sent, future.result(timeout=ANSWER_TIMEOUT))
     reports.append(sent)  # list.append is atomic; main reads `reports` after joining us
     loop.call_soon_threadsafe(items.put_nowait, SENTINEL)
 
@@ -130,17 +113,13 @@ async def consumed_so_far(stats: dict) -> int:
 
 
 async def consume(items: asyncio.Queue, senders: int, stats: dict, log) -> None:
-    finished = 0
-    while finished < senders:
-        item = await asyncio.wait_for(items.get(), GET_TIMEOUT)
-        if item is SENTINEL:
-            finished += 1
-            continue
-        name, number, sent_at = item
-        handoff = time.perf_counter() - sent_at
-        stats["consumed"] += 1
-        stats["max_handoff"] = max(stats["max_handoff"], handoff)
-        log.info("got item %d from %s, handed over %.1f ms ago", number, name, handoff * 1000)
+    for _ in range(senders):  # each feeder ends with one SENTINEL: done after the last of them
+        while (item := await asyncio.wait_for(items.get(), GET_TIMEOUT)) is not SENTINEL:
+            name, number, sent_at = item
+            handoff = time.perf_counter() - sent_at
+            stats["consumed"] += 1
+            stats["max_handoff"] = max(stats["max_handoff"], handoff)
+            log.info("got item %d from %s, handed over %.1f ms ago", number, name, handoff * 1000)
 
 
 async def lesson(args, stop: threading.Event, log) -> dict:
@@ -148,15 +127,13 @@ async def lesson(args, stop: threading.Event, log) -> dict:
     # One executor thread per feeder join plus one for the blocking call; named for the log.
     loop.set_default_executor(ThreadPoolExecutor(args.feeders + 1, thread_name_prefix="Offload"))
     block_s, tick_s = args.block_ms / 1000, args.tick_ms / 1000
-    blocking = await measure_lag(False, block_s, tick_s, log)
-    offloaded = await measure_lag(True, block_s, tick_s, log)
-
+    blocking = await measure_lag("blocking", block_s, tick_s, log)
+    offloaded = await measure_lag("offloaded", block_s, tick_s, log)
     items: asyncio.Queue = asyncio.Queue()  # unbounded: put_nowait in a callback never fails
     stats = {"consumed": 0, "max_handoff": 0.0}  # loop-owned: touched only by coroutines
     reports: list[int] = []  # one per feeder that got the loop's answer: the items it sent
     feeders = [threading.Thread(target=feeder, name=f"Feeder-{i}",
-                                args=(loop, items, stats, args.items, args.feed_ms / 1000,
-                                      reports, stop, log))
+                                args=(loop, items, stats, reports, args, stop, log))
                for i in range(1, args.feeders + 1)]
     for thread in feeders:
         thread.start()

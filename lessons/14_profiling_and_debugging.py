@@ -1,18 +1,16 @@
 """Profiling and debugging threads: which thread is stuck, and where?
 
 Problem:
-    A hung threaded program rarely says why, but Python can look inside itself:
-    ``threading.enumerate()`` lists threads, ``sys._current_frames()`` gives their stacks,
-    ``faulthandler`` prints them from C (even when Python is wedged), ``threading.excepthook``
-    catches what a thread raises, ``threading.setprofile`` counts each thread's calls. The lesson
-    finds ``Stuck-Worker`` and says where it waits. From outside: ``py-spy dump --pid PID`` (``py-spy top`` for a live
-    view) prints every thread's stack by name; it needs ptrace rights (root, or SYS_PTRACE).
+    A hung threaded program rarely says why, but Python can look inside: ``threading.enumerate()``
+    lists threads, ``sys._current_frames()`` gives their stacks, ``faulthandler`` prints them from C
+    (even when Python is wedged), ``threading.excepthook`` catches what a thread raises, and
+    ``threading.setprofile`` counts each thread's calls. From outside, ``py-spy dump --pid PID``
+    (``py-spy top``: live) prints each thread's stack by name; it needs ptrace (root, SYS_PTRACE).
 
 What to watch:
-    ``Crashing-Worker`` logs its own uncaught exception through the lesson's hook. Then each
-    thread is listed with where it is: ``Stuck-Worker`` and ``Heartbeat`` both sit in
-    ``Event.wait``, but only one is in the *same* call a sample later. The faulthandler dump
-    follows, its thread ids annotated with names.
+    ``Crashing-Worker`` logs its own uncaught exception through the lesson's hook. Each thread is
+    listed with where it is: ``Stuck-Worker`` and ``Heartbeat`` both sit in ``Event.wait``, but
+    only one is in the *same* call a sample later. Then the faulthandler dump, thread ids named.
 
 Expected output:
     ``stuck_thread = Stuck-Worker`` at the ``release.wait`` line, ``exceptions_caught = 1``; in
@@ -20,11 +18,11 @@ Expected output:
     the crasher: its hook's logging runs in the dying thread.
 
 Failure modes:
-    ``print`` calls added to find a hang change its timing and show only where you guessed: read
-    the stacks. ``try/except: pass`` around a thread body hides crashes; ``threading.excepthook``
-    sees them all. One stack sample cannot tell stuck from a loop of short waits: compare two.
-    ``setprofile`` (``settrace`` is its per-line twin, used by debuggers) reaches only threads
-    started later (3.12 adds ``setprofile_all_threads``) and slows every call: remove it after use.
+    ``print`` to find a hang shifts its timing and shows only where you guessed: read the stacks.
+    ``try/except: pass`` around a thread body hides crashes; ``threading.excepthook`` sees them all.
+    One sample cannot tell stuck from a loop of short waits: compare two. ``setprofile`` (per-line
+    twin: ``settrace``, for debuggers) reaches only later threads (3.12: ``setprofile_all_threads``)
+    and slows every call: remove it after use.
 
 Exercises:
     1. Run with ``--linger 60`` and, in another terminal, ``py-spy dump --pid PID`` (PID is the
@@ -78,8 +76,7 @@ def busy_worker(calls: int, log) -> None:
 
 
 def crashing_worker() -> None:
-    record = {"id": 42}
-    int(record.get("amount", "n/a"))  # ValueError, and nothing in this thread catches it
+    int({"id": 42}.get("amount", "n/a"))  # ValueError, and nothing in this thread catches it
 
 
 def stuck_worker(ready: threading.Event, release: threading.Event, timeout: float, log) -> None:
@@ -96,28 +93,28 @@ def heartbeat(stop: threading.Event) -> None:
 def where(frame) -> str:  # "file:line in function" of the innermost frame in this lesson's file
     while frame is not None and frame.f_code.co_filename != __file__:
         frame = frame.f_back
-    return f"{os.path.basename(__file__)}:{frame.f_lineno} in {frame.f_code.co_name}" if frame else "-"
+    return (f"{os.path.basename(__file__)}:{frame.f_lineno} in {frame.f_code.co_name}"
+            if frame else "-")
 
 
 def find_stuck(gap: float, log) -> tuple[list[str], list[tuple[str, str]]]:
-    """Two samples of every stack, ``gap`` apart: a thread still inside the *same* wait call is stuck."""
+    """Two stack samples, ``gap`` apart: a thread still in the *same* wait call is stuck."""
     first = sys._current_frames()
     time.sleep(gap)
     second = sys._current_frames()
-    seen, stuck = [], []
-    for thread in threading.enumerate():
-        if thread.name.startswith("threadlab-"):  # the kit's own (sampler, command reader)
-            continue
-        seen.append(thread.name)
+    mine = [t for t in threading.enumerate() if not t.name.startswith("threadlab-")]  # not kit's
+    stuck = []
+    for thread in mine:
         frame = second.get(thread.ident)
+        here = where(frame)
         # Same frame *object* in both samples: the call never returned. In threading.py: a wait.
-        waiting = frame is not None and frame.f_code.co_filename == threading.__file__
-        same_call = waiting and first.get(thread.ident) is frame
-        log.info("%-14s daemon=%s native_id=%s at %s%s", thread.name, thread.daemon, thread.native_id,
-                 where(frame), " (STUCK in the same wait for the whole sample gap)" if same_call else "")
+        same_call = (frame is not None and first.get(thread.ident) is frame
+                     and frame.f_code.co_filename == threading.__file__)
+        log.info("%-14s daemon=%s native_id=%s at %s%s", thread.name, thread.daemon,
+                 thread.native_id, here, " (STUCK: same wait all gap long)" if same_call else "")
         if same_call:
-            stuck.append((thread.name, where(frame)))
-    return sorted(seen), stuck
+            stuck.append((thread.name, here))
+    return sorted(t.name for t in mine), stuck
 
 
 def dump_all_stacks(log) -> None:
@@ -127,7 +124,7 @@ def dump_all_stacks(log) -> None:
         faulthandler.dump_traceback(dump, all_threads=True)
         dump.seek(0)
         for line in dump.read().splitlines():
-            line = re.sub(r"0x[0-9a-f]+", lambda m: f"{m[0]} ({names.get(int(m[0], 16), '?')})", line)
+            line = re.sub(r"0x[\da-f]+", lambda m: f"{m[0]} ({names.get(int(m[0], 0), '?')})", line)
             log.info("faulthandler| %s", line)
 
 
