@@ -5,6 +5,11 @@ In JSON mode it writes ``threads`` snapshots (when something changed, and at lea
 in both modes it watches the traced locks' wait-for graph and reports a cycle that lasts longer than
 ``DEADLOCK_AFTER`` seconds as a ``deadlock`` event (and a log line a person can read).
 Threads named ``threadlab-…`` are the kit's own and are left out of everything.
+
+A thread can start and finish between two samples (lesson 01's short workers on a busy machine).
+So that it still shows in the table, every new thread announces itself once: ``threading.setprofile``
+installs a hook that each thread started afterwards calls on its first Python call; the hook notes the
+thread and removes itself, so the thread runs unprofiled from then on (one call's cost, not one per call).
 """
 
 from __future__ import annotations
@@ -55,14 +60,24 @@ class Sampler:
         self._last_time = 0.0
         self._cycle_since: float | None = None
         self._cycle_reported = False
+        self._born: list[threading.Thread] = []  # appended by new threads (atomic), drained by rows()
         self._stop = threading.Event()  # set by stop(); the sampler thread waits on it between samples
         self._thread = threading.Thread(target=self._run, name="threadlab-sampler", daemon=True)
 
     def start(self) -> None:
+        if self.snapshots:
+            threading.setprofile(self._note_new_thread)
         self._thread.start()
+
+    def _note_new_thread(self, frame, event: str, arg: Any) -> None:
+        """Runs once in each newly started thread (see the module docstring), then turns itself off."""
+        sys.setprofile(None)
+        self._born.append(threading.current_thread())
 
     def stop(self) -> None:
         """Take a last snapshot (every thread's final state) and stop sampling."""
+        if threading.getprofile() == self._note_new_thread:  # a lesson may have set its own since
+            threading.setprofile(None)
         self._stop.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=1.0)
@@ -81,7 +96,13 @@ class Sampler:
 
     def rows(self) -> list[dict[str, Any]]:
         current = sys._current_frames()
+        # Drain the newborn before listing the living: a newborn missing from that list has finished.
+        born = self._born[:]
+        del self._born[: len(born)]  # one appending meanwhile is kept for the next sample
         alive = [t for t in threading.enumerate() if not is_kit_thread(t)]
+        for thread in born:
+            if thread not in alive and thread not in self._rows and not is_kit_thread(thread):
+                self._rows[thread] = self._row(thread, None)  # came and went between two samples
         for thread in alive:
             self._rows[thread] = self._row(thread, current.get(thread.ident))
         for thread, row in self._rows.items():

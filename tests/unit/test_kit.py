@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
@@ -63,7 +64,12 @@ def test_states_from_frames():
     # Each call is made from this file's code, as a lesson makes it: its frame shows the call.
     assert _state_of(lambda: time.sleep(0.5))[0] == "sleeping"
     assert _state_of(lambda: threading.Event().wait(0.5))[0] == "waiting-event"
-    assert _state_of(lambda: queue.Queue().get(timeout=0.5))[0] == "waiting-queue"
+
+    def get_from_empty_queue():
+        with contextlib.suppress(queue.Empty):
+            queue.Queue().get(timeout=0.5)
+
+    assert _state_of(get_from_empty_queue)[0] == "waiting-queue"
     lock = threading.Lock()
     lock.acquire()
     assert _state_of(lambda: lock.acquire(timeout=0.5))[0] == "waiting-lock"
@@ -144,3 +150,17 @@ def test_sampler_snapshot_and_deadlock_event(captured):
     assert all(not r["name"].startswith("threadlab-") for r in rows)
     final = [e for e in out if e["kind"] == "threads"][-1]["threads"]
     assert {r["name"]: r["state"] for r in final}["Left-First"] == "done"
+
+
+def test_sampler_shows_a_thread_that_came_and_went_between_two_samples(captured):
+    sampler = Sampler(interval=10.0, snapshots=True)  # one sample at start, the next far away
+    sampler.start()
+    time.sleep(0.05)
+    brief = threading.Thread(target=lambda: None, name="Brief", daemon=True)
+    brief.start()
+    brief.join(1)
+    sampler.stop()
+    final = [e for e in captured() if e["kind"] == "threads"][-1]["threads"]
+    (row,) = [r for r in final if r["name"] == "Brief"]
+    assert (row["alive"], row["state"], row["daemon"]) == (False, "done", True)
+    assert threading.getprofile() is None  # the hook is gone with the sampler
