@@ -27,6 +27,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _url(host: str, port: int) -> str:
+    return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+
+
+def _student_urls(host: str, port: int) -> list[str]:
+    """What students can type: for a wildcard bind (0.0.0.0, ::), each of this machine's LAN addresses."""
+    from .security import is_wildcard, machine_addresses
+
+    if not is_wildcard(host):
+        return [_url(host, port)]
+    lan = [address for address in machine_addresses() if not ipaddress.ip_address(address).is_loopback]
+    return [_url(address, port) for address in lan] or [_url(host, port)]
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .security import read_or_create_secret
     from .serve import serve
@@ -36,12 +50,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "RUN_TIME_LIMIT": args.time_limit}
     if args.lessons_dir:
         config["LESSONS_DIR"] = str(Path(args.lessons_dir).resolve())
-    url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/"
+    url = _url(args.host, args.port)
     if not _is_loopback(args.host):
         # Beyond loopback only with a token: kept in a 0600 file, never in argv or the process list.
         config["ACCESS_TOKEN"] = read_or_create_secret(data_dir / "access_token")
         print(f"threadlab is open to the network at {url}")
-        print(f"Give students this one-time link: {url}?token=<the token in {data_dir / 'access_token'}>")
+        for student_url in _student_urls(args.host, args.port):
+            print(f"Give students this one-time link: {student_url}?token=<the token in {data_dir / 'access_token'}>")
     else:
         print(f"threadlab: open {url}")
     print(f"data: {data_dir}   stop: Ctrl-C", flush=True)

@@ -5,7 +5,8 @@ form to it, and DNS rebinding can point a foreign name at it. So, as Jupyter Ser
 
 1. ``Origin`` (when present) must be exactly ``http://<allowed name>:<port>`` on every websocket
    upgrade and state-changing request, else 403 — checked first;
-2. ``Host`` must be an allowed name with our port on every request, else 400 (DNS rebinding);
+2. ``Host`` must be an allowed name with our port on every request, else 400 (DNS rebinding):
+   loopback names, the bind address, and for a wildcard bind this machine's addresses and name;
 3. when opened beyond loopback, every request needs the access token (a cookie set by the one-time
    URL, or ``Authorization: Bearer``), compared in constant time;
 4. form posts carry a CSRF token (missing or wrong → 403); JSON bodies need none, because no
@@ -14,11 +15,15 @@ form to it, and DNS rebinding can point a foreign name at it. So, as Jupyter Ser
 
 from __future__ import annotations
 
+import functools
 import hmac
+import ipaddress
 import os
 import secrets
+import socket
 from pathlib import Path
 
+import psutil
 from flask import Flask, abort, redirect, request, session
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
@@ -39,13 +44,37 @@ def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
         return value
 
 
-def allowed_hosts(app: Flask) -> set[str]:
-    names = set(LOOPBACK_NAMES)
-    extra = app.config.get("HOST")
-    if extra and extra not in ("127.0.0.1", "localhost", "::1"):
-        names.add(f"[{extra}]" if ":" in extra else extra)
-    port = app.config["PORT"]
-    return {f"{name}:{port}" for name in names}
+def allowed_hosts(app: Flask) -> frozenset[str]:
+    return _allowed_hosts(app.config.get("HOST") or "127.0.0.1", app.config["PORT"])
+
+
+@functools.lru_cache(maxsize=8)
+def _allowed_hosts(bind: str, port: int) -> frozenset[str]:
+    names = set(LOOPBACK_NAMES) | {_url_host(bind)}
+    if is_wildcard(bind):  # 0.0.0.0 or ::, for a classroom: every address this machine answers on
+        names |= {_url_host(address) for address in machine_addresses()} | {socket.gethostname()}
+    return frozenset(f"{name}:{port}" for name in names)
+
+
+def is_wildcard(bind: str) -> bool:
+    try:
+        return ipaddress.ip_address(bind).is_unspecified
+    except ValueError:
+        return False
+
+
+def machine_addresses() -> list[str]:
+    """This machine's IP addresses, from its network interfaces (link-local IPv6 left out)."""
+    found = []
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family in (socket.AF_INET, socket.AF_INET6) and "%" not in address.address:
+                found.append(address.address)
+    return found
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
 
 
 def allowed_origins(app: Flask) -> set[str]:

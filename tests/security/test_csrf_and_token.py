@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from urllib.parse import urlencode
 import psutil
 import pytest
 
+from app.security import machine_addresses
 from tests.conftest import ROOT, LiveServer, free_port
 from tests.live_helpers import FAULT_LESSONS, FINAL, Session, raw_request, raw_upgrade, wait_gone
 
@@ -236,6 +238,15 @@ def test_the_token_does_not_lift_host_and_origin_checks(token_server):
     # The address given to --host is an allowed name, with our port.
     assert raw_request(port, "GET", "/api/runs",
                        {**token_server.bearer(), "Host": f"0.0.0.0:{port}"})[0] == 200
+    # Bound to every interface, it answers to each of this machine's addresses and to its name:
+    # what students type. A neighbour's address is still refused.
+    names = [f"[{a}]" if ":" in a else a for a in machine_addresses()] + [socket.gethostname()]
+    for name in names:
+        assert raw_request(port, "GET", "/api/runs", {**token_server.bearer(), "Host": f"{name}:{port}"})[0] == 200
+    assert raw_request(port, "GET", "/api/runs", {**token_server.bearer(), "Host": f"203.0.113.250:{port}"})[0] == 400
+    lan = [name for name in names[:-1] if name not in ("127.0.0.1", "[::1]")]
+    for name in lan:  # the printed links are ones students can use, never 0.0.0.0
+        assert f"one-time link: http://{name}:{port}/?token=" in token_server.output()
     # Form posts still need their CSRF token, cookie or not.
     status, _, _ = raw_request(port, "POST", "/runs",
                                token_server.bearer(**{"Content-Type": "application/x-www-form-urlencoded"}),
