@@ -30,7 +30,7 @@ def _build(event: dict[str, Any]) -> str:
         thread = str(event.get("thread", ""))
         exc = f"<pre>{escape(event['exc'])}</pre>" if event.get("exc") else ""
         return (f'<tr class="{thread_colour(thread)} level-{escape(level.lower())}"><td class="time">{when}</td>'
-                f'<td class="thread">{escape(thread)}</td><td>{escape(level)}</td>'
+                f'<td class="thread" title="{escape(thread)}">{escape(thread)}</td><td>{escape(level)}</td>'
                 f'<td class="msg">{escape(event.get("msg", ""))}{exc}</td></tr>')
     if kind == "signal":
         return (f'<tr class="signal-row"><td class="time">{when}</td><td class="thread">dashboard</td>'

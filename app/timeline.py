@@ -8,6 +8,7 @@ signals and ``deadlock`` events are drawn as ticks on the lane of the thread the
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
@@ -18,7 +19,7 @@ STATE_COLOURS = {
 }
 MARK_COLOURS = {"sync": "#111827", "log": "#9ca3af", "signal": "#b45309", "deadlock": "#b91c1c",
                 "error": "#b91c1c"}
-LABEL_W, LANE_H, WIDTH, AXIS_H = 150, 22, 900, 22
+LABEL_W, LANE_H, WIDTH, AXIS_H, LEGEND_H = 150, 22, 900, 22, 24
 MAX_MARKS = 2000  # ticks drawn at most; a flood of log lines would otherwise bloat the drawing
 
 
@@ -70,11 +71,23 @@ def build(lines) -> tuple[dict[str, Lane], float, float]:
     return lanes, start or 0.0, end or 0.0
 
 
+def axis_ticks(span: float) -> list[tuple[float, str]]:
+    """Round tick positions (1, 2 or 5 times a power of ten, at most six) and their labels."""
+    raw_step = max(span, 0.001) / 5
+    power = 10 ** math.floor(math.log10(raw_step))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw_step)
+    count = int(span / step + 1e-9)
+    unit, factor = ("ms", 1000) if step < 0.1 else ("s", 1)  # "20 ms" reads better than "0.020s"
+    decimals = max(0, -math.floor(math.log10(step * factor) + 1e-9))
+    return [(i * step, f"{i * step * factor:.{decimals}f} {unit}") for i in range(count + 1)]
+
+
 def render(lines) -> str:
     lanes, start, end = build(lines)
     names = [n for n in lanes if not n.startswith("threadlab-")]
     span = max(end - start, 0.001)
-    height = AXIS_H + LANE_H * max(len(names), 1) + 6
+    lanes_h = LANE_H * max(len(names), 1)
+    height = AXIS_H + lanes_h + LEGEND_H
     scale = (WIDTH - LABEL_W - 10) / span
 
     def x(t: float) -> float:
@@ -83,23 +96,47 @@ def render(lines) -> str:
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" '
            f'height="{height}" font-family="system-ui, sans-serif" font-size="11">',
            f'<rect width="{WIDTH}" height="{height}" fill="#fff"/>']
-    for i in range(6):  # a time axis with six ticks
-        t = start + span * i / 5
-        out.append(f'<text x="{x(t)}" y="13" text-anchor="middle" fill="#6b7280">{t - start:.2f}s</text>')
+    for offset, label in axis_ticks(span):
+        anchor = "end" if x(start + offset) > WIDTH - 30 else "middle"  # the last label stays inside
+        out.append(f'<text x="{x(start + offset)}" y="13" text-anchor="{anchor}" fill="#6b7280">{label}</text>')
+    if not names:
+        out.append(f'<text x="{LABEL_W}" y="{AXIS_H + 15}" fill="#6b7280">'
+                   "no thread snapshot yet: a lane per thread appears as they arrive (redrawn every 2 s)</text>")
     for row, name in enumerate(names):
-        y = AXIS_H + row * LANE_H
-        lane = lanes[name]
-        # quoteattr, not escape: a thread name is the lesson's to choose, quotes included, and must
-        # not close the attribute (an SVG opened on its own is a page that runs handlers).
-        out.append(f'<g class="lane" data-thread={quoteattr(name)}><text x="4" y="{y + 15}">{escape(name[:22])}</text>')
-        for seg_start, seg_end, state in lane.segments:
-            w = max(x(seg_end) - x(seg_start), 1.5)
-            out.append(f'<rect x="{x(seg_start)}" y="{y + 3}" width="{w:.1f}" height="{LANE_H - 6}" '
-                       f'fill="{STATE_COLOURS.get(state, "#d1d5db")}"><title>{escape(state)}</title></rect>')
-        for t, kind, title in lane.marks:
-            out.append(f'<line x1="{x(t)}" x2="{x(t)}" y1="{y + 1}" y2="{y + LANE_H - 1}" '
-                       f'stroke="{MARK_COLOURS.get(kind, "#111827")}" stroke-width="{2 if kind != "log" else 1}">'
-                       f'<title>{escape(title)}</title></line>')
-        out.append("</g>")
+        out.extend(lane_svg(lanes[name], AXIS_H + row * LANE_H, x))
+    out.extend(legend_svg([lanes[n] for n in names], AXIS_H + lanes_h + 4))
     out.append("</svg>")
     return "".join(out)
+
+
+def lane_svg(lane: Lane, y: int, x) -> list[str]:
+    # quoteattr, not escape: a thread name is the lesson's to choose, quotes included, and must
+    # not close the attribute (an SVG opened on its own is a page that runs handlers).
+    out = [f'<g class="lane" data-thread={quoteattr(lane.name)}><text x="4" y="{y + 15}">{escape(lane.name[:22])}</text>']
+    for seg_start, seg_end, state in lane.segments:
+        w = max(x(seg_end) - x(seg_start), 1.5)
+        out.append(f'<rect x="{x(seg_start)}" y="{y + 3}" width="{w:.1f}" height="{LANE_H - 6}" '
+                   f'fill="{STATE_COLOURS.get(state, "#d1d5db")}"><title>{escape(state)}</title></rect>')
+    for t, kind, title in lane.marks:
+        out.append(f'<line x1="{x(t)}" x2="{x(t)}" y1="{y + 1}" y2="{y + LANE_H - 1}" '
+                   f'stroke="{MARK_COLOURS.get(kind, "#111827")}" stroke-width="{2 if kind != "log" else 1}">'
+                   f'<title>{escape(title)}</title></line>')
+    out.append("</g>")
+    return out
+
+
+def legend_svg(lanes: list[Lane], y: int) -> list[str]:
+    """A key for the colours this drawing uses, so a learner need not guess what red means."""
+    states = {state for lane in lanes for _, _, state in lane.segments}
+    kinds = {kind for lane in lanes for _, kind, _ in lane.marks}
+    out, left = ['<g class="legend">'], 4
+    for state in (s for s in STATE_COLOURS if s in states):
+        out.append(f'<rect x="{left}" y="{y + 4}" width="10" height="10" fill="{STATE_COLOURS[state]}"/>'
+                   f'<text x="{left + 14}" y="{y + 13}">{state}</text>')
+        left += 22 + 6 * len(state)
+    for kind in (k for k in MARK_COLOURS if k in kinds):
+        out.append(f'<line x1="{left + 4}" x2="{left + 4}" y1="{y + 2}" y2="{y + 16}" '
+                   f'stroke="{MARK_COLOURS[kind]}" stroke-width="2"/><text x="{left + 10}" y="{y + 13}">{kind}</text>')
+        left += 18 + 6 * len(kind)
+    out.append("</g>")
+    return out
