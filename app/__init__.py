@@ -31,7 +31,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         RUN_TIME_LIMIT=300.0,  # seconds; DESIGN.md's default
         MAX_LIVE_RUNS=8,  # a 2-core machine runs 8 small lessons well; more just queue for the CPU
         MAX_SOCKETS=48,  # each open websocket holds a server thread (gthread); see app/serve.py
-        SAMPLE_INTERVAL=0.1,  # seconds between thread snapshots in each lesson
+        SAMPLE_INTERVAL=0.1,
+        KEEP_RUNS=200,  # ended runs kept on disk, the newest; older ones are deleted (0: keep all)  # seconds between thread snapshots in each lesson
         MAX_CONTENT_LENGTH=64 * 1024,  # a run's parameters fit in far less
         SOCK_SERVER_OPTIONS={"ping_interval": 20, "max_message_size": 64 * 1024},
     )
@@ -49,7 +50,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["threadlab.registry"] = Registry(Path(app.config["LESSONS_DIR"]))
     app.extensions["threadlab.runs"] = RunManager(
         data_dir, time_limit=app.config["RUN_TIME_LIMIT"], max_live=app.config["MAX_LIVE_RUNS"],
-        sample_interval=app.config["SAMPLE_INTERVAL"],
+        sample_interval=app.config["SAMPLE_INTERVAL"], keep_runs=app.config["KEEP_RUNS"],
     )
     security.init_app(app)
     sockets.init_app(app)

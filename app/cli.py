@@ -1,6 +1,6 @@
 """``threadlab``: one command for people and scripts.
 
-    threadlab serve [--host 127.0.0.1] [--port 8765] [--data-dir DIR]
+    threadlab serve [--host 127.0.0.1] [--port 8765] [--data-dir DIR] [--keep-runs N]
     threadlab list
     threadlab run 03 --producers 2 --consumers 4 --duration 10
 """
@@ -47,7 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     data_dir = Path(args.data_dir or default_data_dir())
     config = {"DATA_DIR": str(data_dir), "HOST": args.host, "PORT": args.port,
-              "RUN_TIME_LIMIT": args.time_limit}
+              "RUN_TIME_LIMIT": args.time_limit, "KEEP_RUNS": args.keep_runs}
     if args.lessons_dir:
         config["LESSONS_DIR"] = str(Path(args.lessons_dir).resolve())
     url = _url(args.host, args.port)
@@ -94,12 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--lessons-dir", help="a folder of NN_*.py lessons to serve instead of ours")
     serve.add_argument("--time-limit", type=float, default=300.0,
                        help="seconds a run may take before it is stopped (status timeout)")
+    serve.add_argument("--keep-runs", type=int, default=200, metavar="N",
+                       help="ended runs kept in the data dir, the newest N (0: keep every run)")
     sub.add_parser("list", help="list the lessons")
     run = sub.add_parser("run", help="run one lesson here; flags after the id go to the lesson")
     run.add_argument("lesson", help="two-digit number or full name")
     args, rest = parser.parse_known_args(argv)
     if args.command == "run":
         return run_lesson(args.lesson, rest)
+    if args.command == "serve" and args.keep_runs < 0:
+        parser.error("--keep-runs must be 0 (keep every run) or more")
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return {"serve": cmd_serve, "list": cmd_list}[args.command](args)

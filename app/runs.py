@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -133,12 +134,13 @@ class RunManager:
     """Starts, follows and stops runs; keeps every run of the data dir listed."""
 
     def __init__(self, data_dir: Path, *, time_limit: float = 300, max_live: int = 8,
-                 sample_interval: float = 0.1) -> None:
+                 sample_interval: float = 0.1, keep_runs: int = 200) -> None:
         self.runs_dir = Path(data_dir) / "runs"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.time_limit = time_limit
         self.max_live = max_live
         self.sample_interval = sample_interval
+        self.keep_runs = keep_runs  # ended runs kept on disk, newest first; 0 keeps them all
         self._lock = threading.Lock()  # guards self._runs (new runs, lookups from request threads)
         self._runs: dict[str, Run] = {}
         self._spawner = ThreadPoolExecutor(1, thread_name_prefix="threadlab-spawner")
@@ -158,6 +160,25 @@ class RunManager:
             except (ValueError, TypeError, OSError):
                 continue  # not a run we can read; leave the folder for a person to look at
             self._runs[run.id] = run
+        self.prune()
+
+    def prune(self) -> list[str]:
+        """Delete the runs that ended longest ago beyond ``keep_runs``, folders and all; their ids.
+
+        A flood run can leave a hundred megabytes of events behind, and a class runs lessons all
+        day: without a bound the data dir only grows. Live runs are never touched, and a run that
+        has just ended is the last to go, however long ago it started (someone is looking at it).
+        """
+        if not self.keep_runs:
+            return []
+        with self._lock:
+            ended = sorted((r for r in self._runs.values() if not r.live), key=lambda r: r.ended or r.started)
+            old = ended[:max(0, len(ended) - self.keep_runs)]
+            for run in old:
+                del self._runs[run.id]
+        for run in old:
+            shutil.rmtree(run.folder, ignore_errors=True)  # a viewer reading it keeps its open file
+        return [run.id for run in old]
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -303,6 +324,7 @@ class RunManager:
             with contextlib.suppress(OSError):
                 stream.close()
         run.done.set()
+        self.prune()
 
     # -- controlling ---------------------------------------------------------------------------
 
