@@ -31,8 +31,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         RUN_TIME_LIMIT=300.0,  # seconds; DESIGN.md's default
         MAX_LIVE_RUNS=8,  # a 2-core machine runs 8 small lessons well; more just queue for the CPU
         MAX_SOCKETS=48,  # each open websocket holds a server thread (gthread); see app/serve.py
-        SAMPLE_INTERVAL=0.1,
-        KEEP_RUNS=200,  # ended runs kept on disk, the newest; older ones are deleted (0: keep all)  # seconds between thread snapshots in each lesson
+        SAMPLE_INTERVAL=0.1,  # seconds between thread snapshots in each lesson
+        KEEP_RUNS=200,  # ended runs kept on disk, those that ended last; older ones go (0: keep all)
         MAX_CONTENT_LENGTH=64 * 1024,  # a run's parameters fit in far less
         SOCK_SERVER_OPTIONS={"ping_interval": 20, "max_message_size": 64 * 1024},
     )

@@ -56,7 +56,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config["ACCESS_TOKEN"] = read_or_create_secret(data_dir / "access_token")
         print(f"threadlab is open to the network at {url}")
         for student_url in _student_urls(args.host, args.port):
-            print(f"Give students this one-time link: {student_url}?token=<the token in {data_dir / 'access_token'}>")
+            print(f"Give students this one-time link: {student_url}?token=<the token in "
+                  f"{data_dir / 'access_token'}>")
     else:
         print(f"threadlab: open {url}")
     print(f"data: {data_dir}   stop: Ctrl-C", flush=True)
@@ -77,9 +78,11 @@ def run_lesson(key: str, passthrough: list[str]) -> int:
     if lesson is None:
         print(f"no lesson {key!r}; try --list", file=sys.stderr)
         return 2
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": python_path}
     try:
-        return subprocess.call([sys.executable, "-m", f"lessons.{lesson.id}", *passthrough], cwd=ROOT, env=env)
+        return subprocess.call([sys.executable, "-m", f"lessons.{lesson.id}", *passthrough],
+                               cwd=ROOT, env=env)
     except KeyboardInterrupt:
         return 130
 

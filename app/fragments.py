@@ -29,7 +29,8 @@ def _build(event: dict[str, Any]) -> str:
         level = str(event.get("level", ""))
         thread = str(event.get("thread", ""))
         exc = f"<pre>{escape(event['exc'])}</pre>" if event.get("exc") else ""
-        return (f'<tr class="{thread_colour(thread)} level-{escape(level.lower())}"><td class="time">{when}</td>'
+        return (f'<tr class="{thread_colour(thread)} level-{escape(level.lower())}">'
+                f'<td class="time">{when}</td>'
                 f'<td class="thread" title="{escape(thread)}">{escape(thread)}</td><td>{escape(level)}</td>'
                 f'<td class="msg">{escape(event.get("msg", ""))}{exc}</td></tr>')
     if kind == "signal":
@@ -37,5 +38,6 @@ def _build(event: dict[str, Any]) -> str:
                 f'<td>SIGNAL</td><td class="msg">sent {escape(event.get("signal", ""))} to the run\'s '
                 f'process group</td></tr>')
     level = "ERROR" if kind == "stderr" else ""
-    return (f'<tr class="{escape(kind)}-row"><td class="time">{when}</td><td class="thread">{escape(kind)}</td>'
+    return (f'<tr class="{escape(kind)}-row"><td class="time">{when}</td>'
+            f'<td class="thread">{escape(kind)}</td>'
             f'<td>{level}</td><td class="msg"><pre>{escape(event.get("text", ""))}</pre></td></tr>')

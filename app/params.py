@@ -47,7 +47,8 @@ def _convert(param: Param, raw: Any) -> Any:
         if len(text) > MAX_NUMBER_TEXT:
             raise ParamError(param.name, "number too long")
         try:
-            value = (param.converter or float)(text) if param.type == "float" else (param.converter or int)(text)
+            convert = param.converter or (float if param.type == "float" else int)
+            value = convert(text)
         except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
             raise ParamError(param.name, str(exc) or f"expected {param.type}") from None
         if isinstance(value, float) and not math.isfinite(value):

@@ -65,9 +65,11 @@ def build(lines) -> tuple[dict[str, Lane], float, float]:
         elif kind == "deadlock":
             for entry in event.get("cycle") or []:
                 name = entry.get("thread", "?")
-                lanes.setdefault(name, Lane(name)).marks.append((t, "deadlock", f"deadlock: waits for {entry.get('waits_for')}"))
+                title = f"deadlock: waits for {entry.get('waits_for')}"
+                lanes.setdefault(name, Lane(name)).marks.append((t, "deadlock", title))
         elif kind == "signal":
-            lanes.setdefault("MainThread", Lane("MainThread")).marks.append((t, "signal", f"{event.get('signal')} sent"))
+            title = f"{event.get('signal')} sent"
+            lanes.setdefault("MainThread", Lane("MainThread")).marks.append((t, "signal", title))
     return lanes, start or 0.0, end or 0.0
 
 
@@ -97,11 +99,12 @@ def render(lines) -> str:
            f'height="{height}" font-family="system-ui, sans-serif" font-size="11">',
            f'<rect width="{WIDTH}" height="{height}" fill="#fff"/>']
     for offset, label in axis_ticks(span):
-        anchor = "end" if x(start + offset) > WIDTH - 30 else "middle"  # the last label stays inside
-        out.append(f'<text x="{x(start + offset)}" y="13" text-anchor="{anchor}" fill="#6b7280">{label}</text>')
+        at = x(start + offset)
+        anchor = "end" if at > WIDTH - 30 else "middle"  # the last label stays inside the picture
+        out.append(f'<text x="{at}" y="13" text-anchor="{anchor}" fill="#6b7280">{label}</text>')
     if not names:
-        out.append(f'<text x="{LABEL_W}" y="{AXIS_H + 15}" fill="#6b7280">'
-                   "no thread snapshot yet: a lane per thread appears as they arrive (redrawn every 2 s)</text>")
+        out.append(f'<text x="{LABEL_W}" y="{AXIS_H + 15}" fill="#6b7280">no thread snapshot yet: '
+                   "a lane per thread appears as they arrive (redrawn every 2 s)</text>")
     for row, name in enumerate(names):
         out.extend(lane_svg(lanes[name], AXIS_H + row * LANE_H, x))
     out.extend(legend_svg([lanes[n] for n in names], AXIS_H + lanes_h + 4))
@@ -112,7 +115,8 @@ def render(lines) -> str:
 def lane_svg(lane: Lane, y: int, x) -> list[str]:
     # quoteattr, not escape: a thread name is the lesson's to choose, quotes included, and must
     # not close the attribute (an SVG opened on its own is a page that runs handlers).
-    out = [f'<g class="lane" data-thread={quoteattr(lane.name)}><text x="4" y="{y + 15}">{escape(lane.name[:22])}</text>']
+    out = [f'<g class="lane" data-thread={quoteattr(lane.name)}>'
+           f'<text x="4" y="{y + 15}">{escape(lane.name[:22])}</text>']
     for seg_start, seg_end, state in lane.segments:
         w = max(x(seg_end) - x(seg_start), 1.5)
         out.append(f'<rect x="{x(seg_start)}" y="{y + 3}" width="{w:.1f}" height="{LANE_H - 6}" '
@@ -136,7 +140,8 @@ def legend_svg(lanes: list[Lane], y: int) -> list[str]:
         left += 22 + 6 * len(state)
     for kind in (k for k in MARK_COLOURS if k in kinds):
         out.append(f'<line x1="{left + 4}" x2="{left + 4}" y1="{y + 2}" y2="{y + 16}" '
-                   f'stroke="{MARK_COLOURS[kind]}" stroke-width="2"/><text x="{left + 10}" y="{y + 13}">{kind}</text>')
+                   f'stroke="{MARK_COLOURS[kind]}" stroke-width="2"/>'
+                   f'<text x="{left + 10}" y="{y + 13}">{kind}</text>')
         left += 18 + 6 * len(kind)
     out.append("</g>")
     return out

@@ -245,7 +245,8 @@ def frames(ws: websocket.WebSocket, seen: Stream, timeout: float) -> Iterator[tu
 
 
 def ensure_websocketd() -> str:
-    found = shutil.which("websocketd") or ("/usr/bin/websocketd" if os.path.exists("/usr/bin/websocketd") else None)
+    debian = "/usr/bin/websocketd"
+    found = shutil.which("websocketd") or (debian if os.path.exists(debian) else None)
     if found:
         return found
     progress("websocketd is missing: apt-get update && apt-get install -y websocketd")
@@ -578,7 +579,8 @@ def fanout_once(server: LiveServer, count: int, stalled: bool, stall_wait: float
         done = [t for k, _, t, j in results if k == "json" and j == i]
         lags += [t - ended for t in done]
         per_run.append(f"run {i}: POST returned at {posted[i]:.2f} s (took {post_took[i]:.2f} s), "
-                       f"lesson ended {ended:.2f} s, its JSON viewers done {max(done, default=math.nan):.2f} s")
+                       f"lesson ended {ended:.2f} s, "
+                       f"its JSON viewers done {max(done, default=math.nan):.2f} s")
     complete = all(s.logs == count and s.gapless and s.close_code == 1000 for s, _ in json_seen) \
         and len(json_seen) == 16
     pages_closed = all(s.close_code == 1000 for s, _ in page_seen) and len(page_seen) == 16
@@ -615,8 +617,8 @@ def send_queue(server_port: int, client_port: int) -> str:
     """The server side's Send-Q for the connection from ``client_port``, from ``ss`` ('?' if none)."""
     if not shutil.which("ss"):
         return "?"
-    out = subprocess.run(["ss", "-Htn", "state", "all", f"( sport = :{server_port} and dport = :{client_port} )"],
-                         capture_output=True, text=True).stdout.split()
+    query = f"( sport = :{server_port} and dport = :{client_port} )"
+    out = subprocess.run(["ss", "-Htn", "state", "all", query], capture_output=True, text=True).stdout.split()
     return f"{int(out[2]):,} B" if len(out) >= 3 and out[2].isdigit() else "?"
 
 
@@ -647,7 +649,8 @@ def bench_fanout(report: Report, plan: Plan, server: LiveServer) -> None:
     report.add("6", "fan-out: stalled viewer cut loose", "yes" if cut else "no",
                "-", f"(info) watched {plan.stall_wait:.0f} s after the others", None)
     states = sorted({o["stall_state"] for o in stalled})
-    report.note(f"fan-out: median JSON viewer done at {statistics.median(o['json_median'] for o in plain):.2f} s "
+    report.note("fan-out: median JSON viewer done at "
+                f"{statistics.median(o['json_median'] for o in plain):.2f} s "
                 f"without / {statistics.median(o['json_median'] for o in stalled):.2f} s with the stall "
                 f"(from the first POST); a JSON viewer's close came a median "
                 f"{ms(statistics.median(o['lag'] for o in plain))} / "

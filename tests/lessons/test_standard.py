@@ -27,10 +27,12 @@ def test_docstring_has_the_sections_in_order(path):
     title = doc.splitlines()[0] if doc else ""
     assert title and not title.endswith(":"), "a one-line title first"
     positions = [doc.find(f"\n{section}:") for section in SECTIONS]
-    assert all(p > 0 for p in positions), f"missing sections: {[s for s, p in zip(SECTIONS, positions, strict=False) if p < 0]}"
+    missing = [section for section, p in zip(SECTIONS, positions, strict=True) if p < 0]
+    assert not missing, f"missing sections: {missing}"
     assert positions == sorted(positions), "sections out of order"
     exercises = doc[positions[-1]:]
-    assert re.search(r"^\s*1\.", exercises, re.M) and re.search(r"^\s*3\.", exercises, re.M), "three exercises"
+    assert re.search(r"^\s*1\.", exercises, re.M), "three exercises"
+    assert re.search(r"^\s*3\.", exercises, re.M), "three exercises"
 
 
 @pytest.mark.parametrize("path", LESSON_FILES, ids=NUMBERS)

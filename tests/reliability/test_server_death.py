@@ -117,7 +117,8 @@ def crash(tmp_path_factory):
         crashed = live.start("06")
         live.wait_status(crashed)
         setup = start_live_runs(live)
-        events_before = {run_id: live.events(run_id) for run_id in (finished, crashed, *setup["runs"].values())}
+        earlier = (finished, crashed, *setup["runs"].values())
+        events_before = {run_id: live.events(run_id) for run_id in earlier}
         server = worker(live)
         os.kill(live.proc.pid, signal.SIGKILL)
         server.kill()

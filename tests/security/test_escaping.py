@@ -109,7 +109,8 @@ def test_error_pages_escape_what_the_url_said(fault_server):
 def test_the_timeline_svg_keeps_thread_names_inside_their_attribute(fault_server, xss_run):
     run_id, _ = xss_run
     port = fault_server.port
-    status, headers, body = raw_request(port, "GET", f"/runs/{run_id}/timeline", {"Host": f"127.0.0.1:{port}"})
+    status, headers, body = raw_request(port, "GET", f"/runs/{run_id}/timeline",
+                                        {"Host": f"127.0.0.1:{port}"})
     assert status == 200 and headers["Content-Type"].startswith("image/svg+xml")
     assert "script-src 'self'" in headers["Content-Security-Policy"], "an SVG opened directly is a page"
     root = ET.fromstring(body)  # well-formed: nothing the lesson wrote broke out of its place

@@ -134,7 +134,8 @@ def test_request_size_is_limited(fault_server):
                     path="/runs/nope/signal")[0] in (404, 413)
     assert count_runs(fault_server) == before
     # Just under the limit is read, and refused for what it says.
-    status, _, body = post_raw(fault_server, json.dumps({"lesson": "01", "params": {"label": "x" * 60_000}}).encode())
+    just_under = json.dumps({"lesson": "01", "params": {"label": "x" * 60_000}}).encode()
+    status, _, body = post_raw(fault_server, just_under)
     assert status == 400 and json.loads(body)["field"] == "label"
 
 

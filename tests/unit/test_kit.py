@@ -36,7 +36,8 @@ def test_log_event_has_the_schema_fields(captured):
         logger.removeHandler(handler)
     (event,) = captured()
     assert event["v"] == 1 and event["kind"] == "log" and isinstance(event["t"], float)
-    assert (event["level"], event["logger"], event["msg"], event["worker_id"]) == ("INFO", "test.kit", "put item 7", 3)
+    fields = (event["level"], event["logger"], event["msg"], event["worker_id"])
+    assert fields == ("INFO", "test.kit", "put item 7", 3)
     assert event["thread"] == threading.current_thread().name and event["thread_id"] == threading.get_ident()
 
 
@@ -146,7 +147,8 @@ def test_sampler_snapshot_and_deadlock_event(captured):
     deadlocks = [e for e in out if e["kind"] == "deadlock"]
     assert len(deadlocks) == 1 and len(deadlocks[0]["cycle"]) == 2
     rows = [row for e in out if e["kind"] == "threads" for row in e["threads"]]
-    assert any(r["name"] == "Left-First" and r["state"] == "waiting-lock" and r["holds"] == ["left"] for r in rows)
+    assert any(r["name"] == "Left-First" and r["state"] == "waiting-lock" and r["holds"] == ["left"]
+               for r in rows)
     assert all(not r["name"].startswith("threadlab-") for r in rows)
     final = [e for e in out if e["kind"] == "threads"][-1]["threads"]
     assert {r["name"]: r["state"] for r in final}["Left-First"] == "done"

@@ -22,7 +22,8 @@ def test_splitter_bounds_a_line_without_newline():
     for _ in range(50):  # 50 MB would be slow in a unit test; 50 × 64 KiB shows the bound
         lines += splitter.feed(b"x" * MAX_LINE)
     lines += splitter.feed(b"tail\nnext\n")
-    assert len(lines) == 2 and len(lines[0]) < MAX_LINE + 100 and lines[0].endswith(b"[line truncated by threadlab]")
+    assert len(lines) == 2 and len(lines[0]) < MAX_LINE + 100
+    assert lines[0].endswith(b"[line truncated by threadlab]")
     assert lines[1] == b"next"
     assert len(splitter._partial) == 0
 

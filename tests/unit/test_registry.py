@@ -24,7 +24,8 @@ def teachers():
 
 
 def test_docstring_sections():
-    title, sections = parse_docstring("Title here.\n\nProblem:\n    Line one\n    line two.\n\nExercises:\n    1. a\n")
+    doc = "Title here.\n\nProblem:\n    Line one\n    line two.\n\nExercises:\n    1. a\n"
+    title, sections = parse_docstring(doc)
     assert title == "Title here."
     assert sections == {"Problem": "Line one\nline two.", "Exercises": "1. a"}
 
@@ -33,7 +34,8 @@ def test_lesson_03_metadata(ours):
     lesson = ours.get("03")
     assert lesson is ours.get("03_producer_consumer")
     assert lesson.title.startswith("Producer/consumer")
-    assert set(lesson.sections) == {"Problem", "What to watch", "Expected output", "Failure modes", "Exercises"}
+    assert set(lesson.sections) == {"Problem", "What to watch", "Expected output", "Failure modes",
+                                    "Exercises"}
     producers = lesson.param("producers")
     assert (producers.type, producers.min, producers.max, producers.default) == ("int", 1, 16, 2)
     assert lesson.param("log_format") is None and lesson.param("verbose") is None

@@ -26,7 +26,8 @@ def test_axis_labels_are_round_distinct_and_inside_the_span(span, first_labels):
 def test_legend_names_the_states_and_marks_drawn_and_no_others():
     lines = [snapshot(100.0, **{"MainThread": "running", "Worker-1": "waiting-lock"}),
              snapshot(101.0, **{"MainThread": "sleeping", "Worker-1": "waiting-lock"}),
-             json.dumps({"kind": "sync", "t": 100.5, "thread": "Worker-1", "op": "acquired", "obj": "a"}).encode()]
+             json.dumps({"kind": "sync", "t": 100.5, "thread": "Worker-1", "op": "acquired",
+                         "obj": "a"}).encode()]
     svg = timeline.render(lines)
     legend = svg[svg.index('<g class="legend">'):]
     for word in ("running", "sleeping", "waiting-lock", "sync"):
