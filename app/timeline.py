@@ -121,9 +121,16 @@ def lane_svg(lane: Lane, y: int, x) -> list[str]:
         w = max(x(seg_end) - x(seg_start), 1.5)
         out.append(f'<rect x="{x(seg_start)}" y="{y + 3}" width="{w:.1f}" height="{LANE_H - 6}" '
                    f'fill="{STATE_COLOURS.get(state, "#d1d5db")}"><title>{escape(state)}</title></rect>')
+    drawn: set[tuple[int, str]] = set()
     for t, kind, title in lane.marks:
-        out.append(f'<line x1="{x(t)}" x2="{x(t)}" y1="{y + 1}" y2="{y + LANE_H - 1}" '
-                   f'stroke="{MARK_COLOURS.get(kind, "#111827")}" stroke-width="{2 if kind != "log" else 1}">'
+        if (column := (int(x(t)), kind)) in drawn:
+            continue  # one mark per pixel and kind: a thousand lock hand-offs need not be a black bar
+        drawn.add(column)
+        # Lock operations and log lines are short ticks on top, so the state below stays readable;
+        # what must not be missed (deadlock, signal, error) crosses the whole lane.
+        bottom = y + 8 if kind in ("sync", "log") else y + LANE_H - 1
+        out.append(f'<line x1="{x(t)}" x2="{x(t)}" y1="{y + 1}" y2="{bottom}" '
+                   f'stroke="{MARK_COLOURS.get(kind, "#111827")}" stroke-width="{1 if kind == "log" else 2}">'
                    f'<title>{escape(title)}</title></line>')
     out.append("</g>")
     return out
