@@ -44,7 +44,8 @@ import time
 
 from lessons import kit
 
-JOIN_SLACK_S = 5.0  # join() waits this long beyond the planned work, so a stuck worker cannot hang us
+# join() waits this long beyond the planned work, so a stuck worker cannot hang us.
+JOIN_SLACK_S = 5.0
 
 
 def build_parser():
@@ -52,9 +53,11 @@ def build_parser():
     parser.add_argument("--workers", type=kit.int_range(1, 32), default=4,
                         help="worker threads to start")
     parser.add_argument("--work-ms", type=kit.int_range(0, 5000), default=300,
-                        help="milliseconds of simulated work (a sleep, like waiting for I/O) per worker")
+                        help="milliseconds of simulated work (a sleep, like waiting for I/O) "
+                             "per worker")
     parser.add_argument("--daemon", action="store_true",
-                        help="start the workers as daemon threads (changes nothing here: we join them)")
+                        help="start the workers as daemon threads "
+                             "(changes nothing here: we join them)")
     return parser
 
 

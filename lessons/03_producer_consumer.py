@@ -32,11 +32,12 @@ Exercises:
     1. Run with ``--queue-size 1 --producers 4`` and watch producers wait on a full queue; then
        ``--consumers 1 --consume-ms 50`` and explain the numbers in the result. Then find the
        bottleneck of ``--stages 2 --step-ms 80``: which queue stays full, which stay nearly empty?
-    2. Replace the sentinel shutdown with ``queue.task_done()`` / ``queue.join()`` in the main thread;
-       what must consumers do for ``join()`` to return?
+    2. Replace the sentinel shutdown with ``queue.task_done()`` / ``queue.join()`` in the main
+       thread; what must consumers do for ``join()`` to return?
     3. Make ``worker`` put its sentinel on ``outbox`` (when it has one) before returning, and have
        ``main`` send sentinels only into the first queue. Run ``--stages 1 --stage-workers 4
-       --consumers 1 --consume-ms 0``: what is left in the last queue, and why is ``consumed`` short?
+       --consumers 1 --consume-ms 0``: what is left in the last queue, and why is
+       ``consumed`` short?
 """
 
 from __future__ import annotations
@@ -55,18 +56,22 @@ HAND_OVER_TIMEOUT = 10  # seconds any other get/put/join may block: only a bug t
 
 def build_parser():
     parser = kit.lesson_parser(__doc__)
-    parser.add_argument("--producers", type=kit.int_range(1, 16), default=2, help="producer threads")
-    parser.add_argument("--consumers", type=kit.int_range(1, 16), default=2, help="consumer threads")
+    parser.add_argument("--producers", type=kit.int_range(1, 16), default=2,
+                        help="producer threads")
+    parser.add_argument("--consumers", type=kit.int_range(1, 16), default=2,
+                        help="consumer threads")
     parser.add_argument("--duration", type=kit.float_range(0.1, 600), default=2.0,
                         help="seconds to keep producing")
     parser.add_argument("--queue-size", type=kit.int_range(1, 1000), default=5,
-                        help="capacity of every queue: a full queue makes its writers wait (back-pressure)")
+                        help="capacity of every queue: a full queue makes its writers wait "
+                             "(back-pressure)")
     parser.add_argument("--produce-ms", type=kit.int_range(0, 1000), default=20,
                         help="milliseconds to make one item")
     parser.add_argument("--consume-ms", type=kit.int_range(0, 1000), default=30,
                         help="milliseconds to handle one item")
     parser.add_argument("--stages", type=kit.int_range(0, 5), default=0,
-                        help="stages of workers between producers and consumers (0: a single queue)")
+                        help="stages of workers between producers and consumers "
+                             "(0: a single queue)")
     parser.add_argument("--stage-workers", type=kit.int_range(1, 8), default=2,
                         help="worker threads in each stage")
     # 15 is half of --consume-ms: by default the consumers stay the slowest step, as with no stages.
@@ -79,7 +84,8 @@ def parse_args(argv=None):
     return build_parser().parse_args(argv)
 
 
-def producer(items: queue.Queue, stop: threading.Event, numbers, produce_s: float, counts: dict, log):
+def producer(items: queue.Queue, stop: threading.Event, numbers, produce_s: float,
+             counts: dict, log):
     me = threading.current_thread().name
     while not stop.is_set():
         time.sleep(produce_s)  # stands for real work: reading a file, a socket...
@@ -126,11 +132,13 @@ def main(argv=None) -> int:
     numbers = itertools.count(1)
 
     producers = [threading.Thread(target=producer, name=f"Producer-{i}",
-                                  args=(queues[0], stop, numbers, args.produce_ms / 1000, produced, log))
+                                  args=(queues[0], stop, numbers, args.produce_ms / 1000,
+                                        produced, log))
                  for i in range(1, args.producers + 1)]
     # readers[k] are the threads reading queues[k]: each stage in turn, then the consumers.
     readers = [[threading.Thread(target=worker, name=f"Stage{s}-Worker-{i}",
-                                 args=(queues[s - 1], queues[s], args.step_ms / 1000, handled[s - 1], log))
+                                 args=(queues[s - 1], queues[s], args.step_ms / 1000,
+                                       handled[s - 1], log))
                 for i in range(1, args.stage_workers + 1)]
                for s in range(1, args.stages + 1)]
     readers.append([threading.Thread(target=worker, name=f"Consumer-{i}",

@@ -103,7 +103,8 @@ def tour(pool: ThreadPoolExecutor, args, log) -> dict:
         try:
             log.info("task %d returned %d", futures[future], future.result())
         except Exception as error:  # what the task raised, kept by its future, raised here
-            log.warning("task %d raised %r; the pool kept it until we asked", futures[future], error)
+            log.warning("task %d raised %r; the pool kept it until we asked",
+                        futures[future], error)
 
     started: queue.Queue = queue.Queue()  # gated tasks report here as they begin
     gate = traced.Event("gate")  # opened after our timeouts and cancel(), so every run ends alike
@@ -113,7 +114,8 @@ def tour(pool: ThreadPoolExecutor, args, log) -> dict:
     try:
         lined_up[0].result(timeout=PEEK_S)
     except TimeoutError:  # only our waiting stopped: nothing can interrupt a running thread
-        log.info("no result after %d ms; task still running: %s", PEEK_S * 1000, lined_up[0].running())
+        log.info("no result after %d ms; task still running: %s",
+                 PEEK_S * 1000, lined_up[0].running())
     running = [f for f in lined_up if not f.cancel()]  # cancel() is False for a running task
     done, not_done = wait(running, timeout=PEEK_S)  # at the timeout it returns, it does not raise
     log.info("cancel(): %d queued cancelled, %d running refused; wait(): %d done, %d not done",
@@ -128,7 +130,8 @@ def tour(pool: ThreadPoolExecutor, args, log) -> dict:
 def timed(pool, func, arg, tasks: int):
     """Run func(arg) ``tasks`` times on ``pool`` (None: one by one, here); seconds, who ran it."""
     start = time.perf_counter()
-    calls = map(func, [arg] * tasks) if pool is None else pool.map(func, [arg] * tasks, timeout=TIMEOUT)
+    calls = (map(func, [arg] * tasks) if pool is None
+             else pool.map(func, [arg] * tasks, timeout=TIMEOUT))
     ran_on = set(calls)  # pool.map, like map, yields results in input order, as each is ready
     return time.perf_counter() - start, ran_on
 
@@ -136,7 +139,8 @@ def timed(pool, func, arg, tasks: int):
 def main(argv=None) -> int:
     args = parse_args(argv)
     log = kit.setup(args)
-    stop = threading.Event()  # set by Ctrl-C (or Stop): no new batch starts, pools shut down cleanly
+    # Set by Ctrl-C (or Stop): no new batch starts, pools shut down cleanly.
+    stop = threading.Event()
     kit.cancel_on_interrupt(stop)
     with ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="Worker") as pool:
         counts = tour(pool, args, log)
@@ -161,11 +165,13 @@ def main(argv=None) -> int:
             for workload in (w for w in workloads if not stop.is_set()):
                 seconds, ran_on = timed(pool, *jobs[workload], args.tasks)
                 timings[f"{workload}_{kind}_ms"] = round(seconds * 1000)
-                timings[f"{workload}_{kind}_speedup"] = speedup = round(serial[workload] / seconds, 2)
+                timings[f"{workload}_{kind}_speedup"] = speedup = round(
+                    serial[workload] / seconds, 2)
                 log.info("%s x%d on %d %s workers in %d process(es): %.2fx serial", workload,
                          args.tasks, len(ran_on), kind, len({pid for pid, _ in ran_on}), speedup)
     kit.emit_result(**counts, **timings)
-    return 0 if counts["failed"] == int(args.fail_task > 0) and counts["cancelled"] == args.workers else 1
+    return 0 if (counts["failed"] == int(args.fail_task > 0)
+                 and counts["cancelled"] == args.workers) else 1
 
 
 if __name__ == "__main__":

@@ -125,7 +125,8 @@ def consumer(buffer: BoundedBuffer, counts: dict, log) -> None:
         time.sleep(CONSUME_S)
 
 
-def slice_worker(barrier: threading.Barrier, index: int, args, done: list, broken: dict, log) -> None:
+def slice_worker(barrier: threading.Barrier, index: int, args,
+                 done: list, broken: dict, log) -> None:
     for step in range(1, args.phases + 2):  # one extra, last step: the one that fails
         time.sleep(index * STEP_S)  # uneven work (see STEP_S)
         if step > args.phases and index == args.parties:  # the last to arrive fails the extra step

@@ -3,8 +3,8 @@
 Problem:
     A program that wants to shut down (Ctrl-C, a Stop button, the end of a test) must ask its
     threads to finish; Python cannot kill a thread from outside. The usual way is a *cancellation
-    token*: one ``threading.Event`` that every worker checks. How a worker pauses decides how fast it
-    answers. ``time.sleep(pause)`` is deaf: the token is only looked at when the pause is over.
+    token*: one ``threading.Event`` that every worker checks. How a worker pauses decides how fast
+    it answers. ``time.sleep(pause)`` is deaf: the token is only looked at when the pause is over.
     ``stop.wait(pause)`` pauses just as long when nothing happens, but returns the moment the token
     is set. Here two groups of workers run the very same loop, one pausing with ``stop.wait``, the
     other with ``time.sleep``; the main thread sets the token and times how long each group takes to
@@ -12,24 +12,25 @@ Problem:
 
 What to watch:
     In the thread table the ``Responsive-*`` workers sit in ``waiting-event`` and the ``Sleepy-*``
-    ones in ``sleeping``. When the main thread logs "cancelling", the responsive lanes of the timeline
-    end at once; the sleepy ones carry on until their current ``sleep`` runs out.
+    ones in ``sleeping``. When the main thread logs "cancelling", the responsive lanes of the
+    timeline end at once; the sleepy ones carry on until their current ``sleep`` runs out.
 
 Expected output:
-    Each worker logs a step every ``--pause-s`` seconds; after ``--duration`` seconds the main thread
-    cancels. ``Result: responsive_ms`` is a few milliseconds, ``sleepy_ms`` about half a pause
-    (~500 with the defaults), ``workers = 6``, ``all_joined = 1``.
+    Each worker logs a step every ``--pause-s`` seconds; after ``--duration`` seconds the main
+    thread cancels. ``Result: responsive_ms`` is a few milliseconds, ``sleepy_ms`` about half a
+    pause (~500 with the defaults), ``workers = 6``, ``all_joined = 1``.
 
 Failure modes:
     ``time.sleep`` in a worker loop looks harmless but makes shutdown as slow as the longest sleep;
     wait on the token instead (``stop.wait(timeout)``). A plain ``bool`` flag cannot be waited on
-    at all, so it forces the same sleep-and-poll loop; use a ``threading.Event``. Daemon threads "stop
-    fast" only because they are killed mid-step at exit, with files and transactions half done.
-    And ``join()`` without a timeout hangs the whole shutdown on one stuck worker: give it a timeout
-    and report the threads still alive.
+    at all, so it forces the same sleep-and-poll loop; use a ``threading.Event``. Daemon threads
+    "stop fast" only because they are killed mid-step at exit, with files and transactions half
+    done. And ``join()`` without a timeout hangs the whole shutdown on one stuck worker: give it a
+    timeout and report the threads still alive.
 
 Exercises:
-    1. Run with ``--pause-s 5``: how do the two latencies change, and why does only one of them move?
+    1. Run with ``--pause-s 5``: how do the two latencies change, and why does only one
+       of them move?
     2. Run with ``--duration 2`` (a whole number of pauses): ``sleepy_ms`` grows to about a whole
        pause. Where does the cancel land relative to the sleepers' pauses? What is the worst case?
     3. Change one line so the sleepy workers become responsive too, and check that ``sleepy_ms``

@@ -17,17 +17,17 @@ What to watch:
 
 Expected output:
     ``Result: requests = 12``, ``mismatches_with_global`` well above 0 (around 10: in each wave
-    of requests every handler but the last writer reads a foreign id), ``mismatches_with_local = 0``,
-    ``connections_with_global`` usually 1 (one connection shared by all: unsafe) and
-    ``connections_with_local = 4`` (one per handler).
+    of requests every handler but the last writer reads a foreign id),
+    ``mismatches_with_local = 0``, ``connections_with_global`` usually 1 (one connection shared by
+    all: unsafe) and ``connections_with_local = 4`` (one per handler).
 
 Failure modes:
     A module global (or a class attribute, or any object all threads reach) for per-request data
     looks fine in a one-thread test and mixes requests up under load; use ``threading.local()`` or
     pass the context explicitly. A ``threading.local`` is *not* a way to share data: another thread
-    never sees your attributes. Thread pools reuse threads, so a local set by one task is still there
-    for the next task on that thread: set it at the start of every task (or clear it at the end).
-    In asyncio code, where many tasks share one thread, use ``contextvars`` instead.
+    never sees your attributes. Thread pools reuse threads, so a local set by one task is still
+    there for the next task on that thread: set it at the start of every task (or clear it at the
+    end). In asyncio code, where many tasks share one thread, use ``contextvars`` instead.
 
 Exercises:
     1. Run with ``--workers 2 --requests 1``: how many mismatches can the global round have at
@@ -49,11 +49,12 @@ import types
 from lessons import kit
 
 ROUNDS = ("global", "local")
-START_TIMEOUT = 5.0  # seconds a handler waits for the others at the start line; plenty, they start in ms
+# Seconds a handler waits for the others at the start line; plenty, they start in ms.
+START_TIMEOUT = 5.0
 
 
 class Connection:
-    """A stand-in for a database connection: like most real ones, not safe to share between threads."""
+    """A stand-in for a database connection: like most, not safe to share between threads."""
 
     numbers = itertools.count(1)  # itertools.count is thread-safe in CPython: one C call per number
 
@@ -69,7 +70,8 @@ def build_parser():
                         help="request handler threads (at least 2: one alone mixes nothing up)")
     parser.add_argument("--requests", type=kit.int_range(1, 100), default=3,
                         help="requests each handler serves in each round")
-    # 100 ms: a slowish database query, and long enough to see the handlers wait in the thread table.
+    # 100 ms: a slowish database query, and long enough to see the handlers wait in the
+    # thread table.
     parser.add_argument("--io-ms", type=kit.int_range(1, 1000), default=100,
                         help="milliseconds each request waits for its (pretend) database")
     return parser

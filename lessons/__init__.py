@@ -1,1 +1,1 @@
-"""threadlab lessons: one standalone teaching program per file (see lessons/kit for their helpers)."""
+"""threadlab lessons: one standalone teaching program per file (helpers in lessons/kit)."""

@@ -45,7 +45,7 @@ _on_interrupt: list[Callable[[], None]] = []  # what SIGINT should do, registere
 
 
 def setup(args: argparse.Namespace, logger_name: str = "lesson") -> logging.Logger:
-    """Configure logging for ``args.log_format`` and start the kit's helpers; return the lesson's logger.
+    """Set up logging for ``args.log_format``, start the kit's helpers, return the lesson's logger.
 
     Safe to call again (tests run ``main()`` many times in one process): the previous sampler is
     stopped and everything is set up afresh.
@@ -60,8 +60,11 @@ def setup(args: argparse.Namespace, logger_name: str = "lesson") -> logging.Logg
     if _sampler is not None:
         _sampler.stop()
     interval = float(os.environ.get("THREADLAB_SAMPLE_INTERVAL", "0.1"))
-    # 0 turns snapshots off; the deadlock watch still wakes every 0.1 s (never wait(0): a busy loop).
-    _sampler = Sampler(interval=interval if interval > 0 else 0.1, snapshots=json_mode and interval > 0)
+    # 0 turns snapshots off; the deadlock watch still wakes every 0.1 s
+    # (never wait(0): a busy loop).
+    _sampler = Sampler(
+        interval=interval if interval > 0 else 0.1, snapshots=json_mode and interval > 0
+    )
     _sampler.start()
     global _interrupts, _wake_read, _wake_write
     _on_interrupt.clear()
@@ -69,7 +72,9 @@ def setup(args: argparse.Namespace, logger_name: str = "lesson") -> logging.Logg
     if threading.current_thread() is threading.main_thread():
         if _wake_read < 0:
             _wake_read, _wake_write = os.pipe()
-            threading.Thread(target=_interrupt_worker, name="threadlab-interrupts", daemon=True).start()
+            threading.Thread(
+                target=_interrupt_worker, name="threadlab-interrupts", daemon=True
+            ).start()
         signal.signal(signal.SIGINT, _handle_sigint)
     control.watch_parent()
     if json_mode and not sys.stdin.isatty():
@@ -122,7 +127,7 @@ def _flush_and_exit(code: int) -> None:
 
 
 def emit_result(**values: Any) -> dict[str, Any]:
-    """Report the numbers the lesson proves: a ``result`` event in JSON mode, a block of text otherwise."""
+    """Report the numbers the lesson proves: a ``result`` event (JSON mode) or a block of text."""
     if _sampler is not None and _sampler.snapshots:
         _sampler.write_snapshot(force=True)  # the table the learner sees matches the result
     if events.enabled():
@@ -144,5 +149,6 @@ def _final_snapshot() -> None:
         _sampler.stop()
 
 
-# atexit runs after the interpreter has joined every non-daemon thread: the last snapshot shows them done.
+# atexit runs after the interpreter has joined every non-daemon thread:
+# the last snapshot shows them done.
 atexit.register(_final_snapshot)

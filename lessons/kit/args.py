@@ -30,7 +30,9 @@ class Bounded:
             raise argparse.ArgumentTypeError(f"expected {self.describe()}, got {text!r}") from None
         if isinstance(value, float) and not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+        if (self.min is not None and value < self.min) or (
+            self.max is not None and value > self.max
+        ):
             raise argparse.ArgumentTypeError(f"expected {self.describe()}, got {text!r}")
         return value
 

@@ -22,7 +22,8 @@ _STDLIB_DIRS = tuple(
 )
 
 # Standard-library functions that block, by qualified name → state. Checked from the outermost
-# stdlib frame inwards, because ``Queue.get`` is built on ``Condition.wait``: the outer one says more.
+# stdlib frame inwards, because ``Queue.get`` is built on ``Condition.wait``:
+# the outer one says more.
 BLOCKING_QUALNAMES = {
     "Queue.get": "waiting-queue",
     "Queue.put": "waiting-queue",
@@ -112,7 +113,9 @@ def classify(frame: FrameType | None) -> tuple[str, str]:
     # Walk out through library frames (stdlib and the kit), remembering the outermost blocking one.
     state, detail = "", ""
     current: FrameType | None = frame
-    while current is not None and (is_stdlib(current.f_code.co_filename) or is_kit(current.f_code.co_filename)):
+    while current is not None and (
+        is_stdlib(current.f_code.co_filename) or is_kit(current.f_code.co_filename)
+    ):
         qualname = current.f_code.co_qualname
         if qualname in BLOCKING_QUALNAMES:
             state, detail = BLOCKING_QUALNAMES[qualname], qualname
@@ -138,7 +141,7 @@ def lesson_frame(frame: FrameType | None, main_file: str | None) -> FrameType | 
 
 
 def where(frame: FrameType | None) -> dict:
-    """``where`` (``"file.py:42 producer"``), plus the ``line`` and ``func`` apart for the source view."""
+    """``where`` (``"file.py:42 producer"``), plus ``line`` and ``func`` for the source view."""
     if frame is None:
         return {"where": "", "line": None, "func": ""}
     code = frame.f_code

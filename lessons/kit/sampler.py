@@ -7,9 +7,10 @@ in both modes it watches the traced locks' wait-for graph and reports a cycle th
 Threads named ``threadlab-…`` are the kit's own and are left out of everything.
 
 A thread can start and finish between two samples (lesson 01's short workers on a busy machine).
-So that it still shows in the table, every new thread announces itself once: ``threading.setprofile``
-installs a hook that each thread started afterwards calls on its first Python call; the hook notes the
-thread and removes itself, so the thread runs unprofiled from then on (one call's cost, not one per call).
+So that it still shows in the table, every new thread announces itself once:
+``threading.setprofile`` installs a hook that each thread started afterwards calls on its first
+Python call; the hook notes the thread and removes itself, so the thread runs unprofiled from then
+on (one call's cost, not one per call).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def cpu_seconds(native_id: int | None) -> float | None:
 
 
 class Sampler:
-    """Snapshots of lesson threads, finished ones kept (greyed on the page) up to ``MAX_FINISHED``."""
+    """Snapshots of lesson threads; up to ``MAX_FINISHED`` finished ones stay (greyed)."""
 
     def __init__(self, interval: float, snapshots: bool) -> None:
         self.interval = interval
@@ -60,8 +61,10 @@ class Sampler:
         self._last_time = 0.0
         self._cycle_since: float | None = None
         self._cycle_reported = False
-        self._born: list[threading.Thread] = []  # appended by new threads (atomic), drained by rows()
-        self._stop = threading.Event()  # set by stop(); the sampler thread waits on it between samples
+        # Appended by new threads (atomic), drained by rows().
+        self._born: list[threading.Thread] = []
+        # Set by stop(); the sampler thread waits on it between samples.
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="threadlab-sampler", daemon=True)
 
     def start(self) -> None:
@@ -70,7 +73,7 @@ class Sampler:
         self._thread.start()
 
     def _note_new_thread(self, frame, event: str, arg: Any) -> None:
-        """Runs once in each newly started thread (see the module docstring), then turns itself off."""
+        """Runs once in each new thread (see the module docstring), then turns itself off."""
         sys.setprofile(None)
         self._born.append(threading.current_thread())
 
@@ -96,7 +99,8 @@ class Sampler:
 
     def rows(self) -> list[dict[str, Any]]:
         current = sys._current_frames()
-        # Drain the newborn before listing the living: a newborn missing from that list has finished.
+        # Drain the newborn before listing the living:
+        # a newborn missing from that list has finished.
         born = self._born[:]
         del self._born[: len(born)]  # one appending meanwhile is kept for the next sample
         alive = [t for t in threading.enumerate() if not is_kit_thread(t)]
@@ -157,7 +161,8 @@ class Sampler:
             self._cycle_reported = True
             events.emit("deadlock", cycle=cycle)
             story = "; ".join(
-                f"{c['thread']} holds {', '.join(c['holds']) or 'nothing'} and waits for {c['waits_for']}"
+                f"{c['thread']} holds {', '.join(c['holds']) or 'nothing'} "
+                f"and waits for {c['waits_for']}"
                 for c in cycle
             )
             _log.error("DEADLOCK detected: %s", story)

@@ -69,7 +69,7 @@ class EventLoop:
         self._calls.put(call)
 
     def process_pending(self, timeout: float = 0.0) -> int:
-        """Run the calls already queued, first waiting up to ``timeout`` s for one; return how many ran."""
+        """Run the queued calls, first waiting up to ``timeout`` s for one; return how many ran."""
         ran = 0
         try:
             call = self._calls.get(timeout=timeout) if timeout > 0 else self._calls.get_nowait()
@@ -126,7 +126,8 @@ class Signal:
         """Remove one connection of ``slot``; return False if it was not connected."""
         with self._lock:
             for i, connection in enumerate(self._connections):
-                if connection.slot() == slot:  # bound methods are equal when object and function are
+                # Bound methods are equal when object and function are.
+                if connection.slot() == slot:
                     del self._connections[i]
                     return True
         return False

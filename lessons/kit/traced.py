@@ -80,8 +80,10 @@ class _Blocking:
         _waiting.pop(self.ident, None)
 
 
-def _acquire(name: str, inner: Any, blocking: bool, timeout: Any, taken: Callable[[int], None]) -> bool:
-    """The traced acquire shared by locks and semaphores: silent when free, reported when it waits."""
+def _acquire(
+    name: str, inner: Any, blocking: bool, timeout: Any, taken: Callable[[int], None]
+) -> bool:
+    """The traced acquire of locks and semaphores: silent when free, reported when it waits."""
     me = threading.get_ident()
     if inner.acquire(False):  # the fast path: free, take it, say nothing
         taken(me)
@@ -143,7 +145,7 @@ class Lock:
 
 
 class RLock(Lock):
-    """``threading.RLock`` with a name: the owner may take it again; it is free after as many releases."""
+    """``threading.RLock`` with a name: its owner may take it again, and must release as often."""
 
     _kind = "rlock"
 
