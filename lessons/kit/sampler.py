@@ -118,24 +118,25 @@ class Sampler:
         return list(self._rows.values())
 
     def _row(self, thread: threading.Thread, frame) -> dict[str, Any]:
-        state, detail = frames.classify(frame)
-        if not thread.is_alive():  # the main thread at exit: atexit runs after it is marked stopped
-            state, detail = "done", ""
-        blocked = traced.waiting(thread.ident)
+        alive = thread.is_alive()  # False too for the main thread at exit (atexit runs after)
+        state, detail = frames.classify(frame) if alive else ("done", "")
+        # Traced locks know threads by ident, and CPython gives a finished thread's ident to the
+        # next new thread: asked about a finished one, they would answer for a stranger.
+        blocked = traced.waiting(thread.ident) if alive else None
         waiting_for = None
         if blocked:
             waiting_for, state = blocked[0], blocked[1]
-        elif state != "running":
+        elif state not in ("running", "done"):
             waiting_for = detail or None
         return {
             "name": thread.name,
             "ident": thread.ident,
             "native_id": thread.native_id,
             "daemon": thread.daemon,
-            "alive": thread.is_alive(),
+            "alive": alive,
             "state": state,
             **frames.where(frames.lesson_frame(frame, self.main_file)),
-            "holds": traced.holds(thread.ident),
+            "holds": traced.holds(thread.ident) if alive else [],
             "waiting_for": waiting_for,
             "cpu_s": cpu_seconds(thread.native_id),
         }

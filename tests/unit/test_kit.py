@@ -166,3 +166,38 @@ def test_sampler_shows_a_thread_that_came_and_went_between_two_samples(captured)
     (row,) = [r for r in final if r["name"] == "Brief"]
     assert (row["alive"], row["state"], row["daemon"]) == (False, "done", True)
     assert threading.getprofile() is None  # the hook is gone with the sampler
+
+
+def test_a_finished_threads_row_never_takes_the_locks_of_a_thread_reusing_its_ident():
+    # CPython reuses a finished thread's ident for a new thread (lesson 05: Locked-1 often gets
+    # Unlocked-1's). Traced locks know threads by ident, so a finished thread's row must not ask them.
+    lock = traced.Lock("reused")
+    holder_ready, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            holder_ready.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold, name="Holder")
+    waiter = threading.Thread(target=lambda: lock.acquire(timeout=5) and lock.release(), name="Waiter")
+    finished = threading.Thread(target=lambda: None, name="Finished")
+    finished.start()
+    finished.join(1)
+    holder.start()
+    holder_ready.wait(5)
+    waiter.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not traced.waiting(waiter.ident) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        finished._ident = waiter.ident  # what ident reuse amounts to, made certain
+        row = Sampler(interval=1.0, snapshots=True)._row(finished, None)
+        assert (row["state"], row["holds"], row["waiting_for"]) == ("done", [], None)
+        finished._ident = holder.ident
+        row = Sampler(interval=1.0, snapshots=True)._row(finished, None)
+        assert (row["state"], row["holds"], row["waiting_for"]) == ("done", [], None)
+    finally:
+        release.set()
+        holder.join(5)
+        waiter.join(5)
