@@ -8,8 +8,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -41,10 +43,33 @@ def _student_urls(host: str, port: int) -> list[str]:
     return [_url(address, port) for address in lan] or [_url(host, port)]
 
 
+def bind_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be served, or None. Asked before gunicorn, which would retry for
+    five seconds and then exit with a bare "Can't connect"."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot serve on {host!r}: {exc.strerror}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (f"port {port} is already in use (another threadlab?): open that one, "
+                        f"or start this one with --port {port + 1}")
+            return f"cannot serve on {host}:{port}: {exc.strerror}"
+    return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .security import read_or_create_secret
     from .serve import serve
 
+    if problem := bind_problem(args.host, args.port):
+        print(f"threadlab: {problem}", file=sys.stderr)
+        return 2
     data_dir = Path(args.data_dir or default_data_dir())
     config = {"DATA_DIR": str(data_dir), "HOST": args.host, "PORT": args.port,
               "RUN_TIME_LIMIT": args.time_limit, "KEEP_RUNS": args.keep_runs}
