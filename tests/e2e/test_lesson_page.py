@@ -42,3 +42,22 @@ def test_bad_parameter_shows_beside_its_field(page, server, console_errors):
     expect(error).to_contain_text("from 1 to 16")
     expect(page.locator("#run-status")).to_contain_text("idle")
     assert not [e for e in console_errors if "400" not in e]
+
+
+def test_a_narrow_window_never_scrolls_sideways(page, server, console_errors, screenshot):
+    # A learner with the lesson file beside the dashboard, or a phone: wide tables and the source
+    # scroll inside their own boxes, the page itself fits the window.
+    page.set_viewport_size({"width": 420, "height": 800})
+    overflow = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    for path in ("/", "/concepts", "/lessons/03"):
+        page.goto(server.url + path)
+        assert page.evaluate(overflow) == 0, path
+    page.fill("#p-duration", "30")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.locator("table#threads tbody tr td.name", has_text="Consumer-2")).to_be_visible()
+    expect(page.locator("table#log tbody tr").first).to_be_visible()
+    assert page.evaluate(overflow) == 0, "lesson page while running"
+    screenshot(page, "lesson03-narrow")
+    page.get_by_role("button", name="Stop", exact=True).click()
+    expect(page.locator("#run-status")).to_contain_text(re.compile("stopped|exited"), timeout=10_000)
+    assert console_errors == []
