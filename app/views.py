@@ -68,7 +68,22 @@ def body() -> dict:
 @bp.get("/")
 def index():
     """The lesson index: every lesson with its summary, and the latest runs."""
-    return render_template("index.html", lessons=registry().all(), runs=manager().all()[:20])
+    runs = [(run, changed_flags(run)) for run in manager().all()[:20]]
+    return render_template("index.html", lessons=registry().all(), runs=runs)
+
+
+def changed_flags(run) -> str:
+    """The run's parameters that differ from the lesson's defaults, as typed on a command line:
+    what tells two runs of one lesson apart (an exercise's "now run it with --queue-size 1")."""
+    lesson = registry().get(run.lesson)
+    shown = []
+    for name, value in run.params.items():
+        param = lesson.param(name) if lesson else None
+        if param is not None and str(value) == str(param.default):
+            continue
+        flag = param.flag if param is not None else "--" + name.replace("_", "-")
+        shown.append(flag if value is True else f"{flag} {value}")
+    return " ".join(shown)
 
 
 @bp.get("/lessons/<key>")

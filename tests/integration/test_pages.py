@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 NUMBERS = [f"{n:02d}" for n in range(1, 15)]
@@ -34,3 +36,19 @@ def test_run_page_of_a_finished_run(server):
     assert status == 200 and f'hx-ws:connect="/runs/{run_id}/ws"' in html and "exited" in html
     index = server.request("GET", "/", headers={"Accept": "text/html"})[1].decode()
     assert f"/runs/{run_id}" in index
+
+
+def test_recent_runs_show_what_was_changed_from_the_defaults(server):
+    changed = server.start("01", workers=2, daemon=True)
+    plain = server.start("01")
+    for run_id in (changed, plain):
+        server.wait_status(run_id)
+    index = server.request("GET", "/", headers={"Accept": "text/html"})[1].decode()
+
+    def row(run_id: str) -> str:
+        start = index.index(f'href="/runs/{run_id}"')
+        return index[start:index.index("</tr>", start)]
+
+    assert '<td class="flags">--workers 2 --daemon</td>' in row(changed)
+    assert '<td class="flags">defaults</td>' in row(plain)
+    assert re.search(r"<td>\d+\.\d s</td>", row(plain))
