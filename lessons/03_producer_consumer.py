@@ -20,13 +20,12 @@ Expected output:
     ``stage_1 = N`` and ``stage_2 = N``: every stage handled every item.
 
 Failure modes:
-    A plain ``list`` with ``append``/``pop`` looks like it works but needs its own lock and a
-    busy-wait when empty; use ``queue.Queue``. An unbounded queue hides a slow consumer until memory
-    runs out; give it a ``maxsize``. Stopping consumers with a flag instead of a sentinel can leave
-    items behind or leave a consumer blocked in ``get()`` forever; ``get(timeout=...)`` plus a
-    sentinel per consumer ends them exactly when the queue is drained. Stage workers passing their
-    own sentinels on send the next stage the wrong number, with items behind them; let the main
-    thread send them once the whole stage is joined.
+    A plain ``list`` with ``append``/``pop`` seems to work but needs its own lock and a busy-wait
+    when empty; use ``queue.Queue``. An unbounded queue hides a slow consumer until memory runs out;
+    give it a ``maxsize``. Stopping consumers with a flag can leave items behind or a consumer
+    blocked in ``get()`` forever; ``get(timeout=...)`` plus a sentinel per consumer ends them
+    exactly when the queue is drained. Stage workers passing sentinels on send the next stage the
+    wrong number, with items behind them; let the main thread send them once the stage is joined.
 
 Exercises:
     1. Run with ``--queue-size 1 --producers 4`` and watch producers wait on a full queue; then
@@ -36,8 +35,7 @@ Exercises:
        thread; what must consumers do for ``join()`` to return?
     3. Make ``worker`` put its sentinel on ``outbox`` (when it has one) before returning, and have
        ``main`` send sentinels only into the first queue. Run ``--stages 1 --stage-workers 4
-       --consumers 1 --consume-ms 0``: what is left in the last queue, and why is
-       ``consumed`` short?
+       --consumers 1 --consume-ms 0``: what is left in the last queue and why is ``consumed`` short?
 """
 
 from __future__ import annotations
@@ -56,27 +54,19 @@ HAND_OVER_TIMEOUT = 10  # seconds any other get/put/join may block: only a bug t
 
 def build_parser():
     parser = kit.lesson_parser(__doc__)
-    parser.add_argument("--producers", type=kit.int_range(1, 16), default=2,
-                        help="producer threads")
-    parser.add_argument("--consumers", type=kit.int_range(1, 16), default=2,
-                        help="consumer threads")
-    parser.add_argument("--duration", type=kit.float_range(0.1, 600), default=2.0,
-                        help="seconds to keep producing")
-    parser.add_argument("--queue-size", type=kit.int_range(1, 1000), default=5,
-                        help="capacity of every queue: a full queue makes its writers wait "
-                             "(back-pressure)")
-    parser.add_argument("--produce-ms", type=kit.int_range(0, 1000), default=20,
-                        help="milliseconds to make one item")
-    parser.add_argument("--consume-ms", type=kit.int_range(0, 1000), default=30,
-                        help="milliseconds to handle one item")
-    parser.add_argument("--stages", type=kit.int_range(0, 5), default=0,
-                        help="stages of workers between producers and consumers "
-                             "(0: a single queue)")
-    parser.add_argument("--stage-workers", type=kit.int_range(1, 8), default=2,
-                        help="worker threads in each stage")
+    add = parser.add_argument
+    add("--producers", type=kit.int_range(1, 16), default=2, help="producer threads")
+    add("--consumers", type=kit.int_range(1, 16), default=2, help="consumer threads")
+    add("--duration", type=kit.float_range(0.1, 600), default=2.0, help="seconds to keep producing")
+    add("--queue-size", type=kit.int_range(1, 1000), default=5,
+        help="capacity of every queue: a full queue makes its writers wait (back-pressure)")
+    add("--produce-ms", type=kit.int_range(0, 1000), default=20, help="ms to make one item")
+    add("--consume-ms", type=kit.int_range(0, 1000), default=30, help="ms to handle one item")
+    add("--stages", type=kit.int_range(0, 5), default=0,
+        help="stages of workers between producers and consumers (0: a single queue)")
+    add("--stage-workers", type=kit.int_range(1, 8), default=2, help="worker threads in each stage")
     # 15 is half of --consume-ms: by default the consumers stay the slowest step, as with no stages.
-    parser.add_argument("--step-ms", type=kit.int_range(0, 1000), default=15,
-                        help="milliseconds a stage worker spends on one item")
+    add("--step-ms", type=kit.int_range(0, 1000), default=15, help="ms per item for a stage worker")
     return parser
 
 
@@ -91,8 +81,7 @@ def producer(items: queue.Queue, stop: threading.Event, numbers, produce_s: floa
         time.sleep(produce_s)  # stands for real work: reading a file, a socket...
         item = next(numbers)  # itertools.count is thread-safe in CPython: one C call per number
         try:
-            # A timeout, so a producer blocked on a full queue still notices `stop`.
-            items.put(item, timeout=PUT_TIMEOUT)
+            items.put(item, timeout=PUT_TIMEOUT)  # so a producer on a full queue still sees `stop`
         except queue.Full:
             continue
         counts[me] = counts.get(me, 0) + 1  # only this thread writes its own key
@@ -105,10 +94,9 @@ def worker(inbox: queue.Queue, outbox: queue.Queue | None, work_s: float, counts
     while True:
         item = inbox.get(timeout=HAND_OVER_TIMEOUT)  # a timeout so a bug cannot hang us forever
         if item is SENTINEL:
-            # Not passed on: the next stage may have more readers than this one has workers (some
-            # would never stop) or fewer (extra sentinels strand the items siblings put behind
-            # them). Nor may the first worker out send them all: items of busy siblings would land
-            # behind them. The main thread sends them once this whole stage has been joined.
+            # Not passed on: the next stage may have more readers than we have workers (some never
+            # stop) or fewer (extra sentinels strand the items siblings put behind them), and busy
+            # siblings could put items behind any we send. main() sends them once we are all joined.
             log.info("got the sentinel: queue drained, stopping")
             return
         time.sleep(work_s)  # stands for real work: parsing, resizing, storing...
@@ -137,10 +125,9 @@ def main(argv=None) -> int:
                  for i in range(1, args.producers + 1)]
     # readers[k] are the threads reading queues[k]: each stage in turn, then the consumers.
     readers = [[threading.Thread(target=worker, name=f"Stage{s}-Worker-{i}",
-                                 args=(queues[s - 1], queues[s], args.step_ms / 1000,
-                                       handled[s - 1], log))
+                                 args=(queues[s - 1], queues[s], args.step_ms / 1000, counts, log))
                 for i in range(1, args.stage_workers + 1)]
-               for s in range(1, args.stages + 1)]
+               for s, counts in enumerate(handled, start=1)]
     readers.append([threading.Thread(target=worker, name=f"Consumer-{i}",
                                      args=(queues[-1], None, args.consume_ms / 1000, consumed, log))
                     for i in range(1, args.consumers + 1)])

@@ -43,7 +43,7 @@ from lessons.kit import traced
 
 TOUR_TASKS = 6  # more tasks than the default 4 workers, so some wait in line
 TOUR_STEP_S = 0.02  # task i sleeps (7 - i) steps: later tasks are shorter and finish first
-PEEK_S = 0.05  # how long we wait for a gated task: it cannot finish, so the wait times out
+PEEK_MS = 50  # how long we wait for a gated task: it cannot finish, so the wait times out
 WARM_MS = 20  # a warm-up task: long enough that a ready worker cannot take them all alone
 TIMEOUT = 30.0  # seconds before any wait gives up: reached only by a bug or a stalled machine
 
@@ -71,8 +71,7 @@ def parse_args(argv=None):
 
 def fetch(task_id: int, fail_id: int, log) -> int:
     log.info("task %d started", task_id, extra={"task": task_id})
-    # Stands for a web request: waiting releases the GIL, as a socket read does.
-    time.sleep((TOUR_TASKS + 1 - task_id) * TOUR_STEP_S)
+    time.sleep((TOUR_TASKS + 1 - task_id) * TOUR_STEP_S)  # waits like a web request: GIL released
     if task_id == fail_id:
         raise ValueError(f"task {task_id} failed on purpose")
     return task_id * 100
@@ -102,9 +101,8 @@ def tour(pool: ThreadPoolExecutor, args, log) -> dict:
     for future in as_completed(futures, timeout=TIMEOUT):  # in finishing order, not submit order
         try:
             log.info("task %d returned %d", futures[future], future.result())
-        except Exception as error:  # what the task raised, kept by its future, raised here
-            log.warning("task %d raised %r; the pool kept it until we asked",
-                        futures[future], error)
+        except Exception as exc:  # what the task raised, kept by its future, raised here
+            log.warning("task %d raised %r; the pool kept it until we asked", futures[future], exc)
 
     started: queue.Queue = queue.Queue()  # gated tasks report here as they begin
     gate = traced.Event("gate")  # opened after our timeouts and cancel(), so every run ends alike
@@ -112,12 +110,11 @@ def tour(pool: ThreadPoolExecutor, args, log) -> dict:
     for _ in range(args.workers):
         started.get(timeout=TIMEOUT)  # now every worker is busy and the rest wait in the queue
     try:
-        lined_up[0].result(timeout=PEEK_S)
+        lined_up[0].result(timeout=PEEK_MS / 1000)
     except TimeoutError:  # only our waiting stopped: nothing can interrupt a running thread
-        log.info("no result after %d ms; task still running: %s",
-                 PEEK_S * 1000, lined_up[0].running())
+        log.info("no result after %d ms; task still running: %s", PEEK_MS, lined_up[0].running())
     running = [f for f in lined_up if not f.cancel()]  # cancel() is False for a running task
-    done, not_done = wait(running, timeout=PEEK_S)  # at the timeout it returns, it does not raise
+    done, not_done = wait(running, timeout=PEEK_MS / 1000)  # returns at the timeout, does not raise
     log.info("cancel(): %d queued cancelled, %d running refused; wait(): %d done, %d not done",
              len(lined_up) - len(running), len(running), len(done), len(not_done))
     gate.set()
@@ -139,8 +136,7 @@ def timed(pool, func, arg, tasks: int):
 def main(argv=None) -> int:
     args = parse_args(argv)
     log = kit.setup(args)
-    # Set by Ctrl-C (or Stop): no new batch starts, pools shut down cleanly.
-    stop = threading.Event()
+    stop = threading.Event()  # set by Ctrl-C / Stop: no new batch starts; pools shut down cleanly
     kit.cancel_on_interrupt(stop)
     with ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="Worker") as pool:
         counts = tour(pool, args, log)

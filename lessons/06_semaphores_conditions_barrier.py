@@ -7,14 +7,13 @@ Problem:
     step N before anyone starts N+1; ``abort()`` breaks it: the others get ``BrokenBarrierError``.
 
 What to watch:
-    Clients log at most ``(3/3 in use)``; the rest wait on ``connections`` (unfairly: one that
-    releases and asks again often wins). The producer waits on ``not-full``, consumers on
-    ``not-empty``. ``Slice-N`` threads reach each barrier one by one and leave together, until the
-    last slice fails an extra step and aborts while the others wait.
+    Clients log at most ``(3/3 in use)``; the rest wait on ``connections``, unfairly: who releases
+    and asks again often wins. The producer waits on ``not-full``, consumers on ``not-empty``.
+    ``Slice-N`` threads reach each barrier one by one and leave together, until the last one aborts.
 
 Expected output:
     observed_max = limit = 3, sent = received = 20, phases_completed = 3, barrier_broken = 1 and
-    broken_waits = 2: both other slices saw the break.
+    broken_waits = 2: the last slice failed an extra step, and both others saw the break.
 
 Failure modes:
     A ``Lock`` lets one client in, not three; a counter checked outside a lock lets a fourth in.
@@ -41,9 +40,7 @@ from lessons import kit
 from lessons.kit import traced  # drop-in twins of threading's primitives that the dashboard sees
 
 TIMEOUT = 5.0  # seconds before any wait gives up: over 10x the longest wait in a healthy run
-STEP_S = 0.02  # Slice-N works N x 20 ms per step, so the slices reach the barrier one by one
 BARRIER_TIMEOUT = 1.0  # seconds: far above the spread of arrivals (16 slices: 320 ms), yet quick
-CONSUME_S = 0.01  # consumers are slower than the producer (who does not sleep): the buffer fills up
 
 
 def build_parser():
@@ -122,14 +119,13 @@ def consumer(buffer: BoundedBuffer, counts: dict, log) -> None:
     while (item := buffer.get(TIMEOUT)) is not None:
         counts[me] = counts.get(me, 0) + 1  # only this thread writes its own key
         log.info("got item %d", item)
-        time.sleep(CONSUME_S)
+        time.sleep(0.01)  # slower than the producer (who does not sleep): the buffer fills up
 
 
-def slice_worker(barrier: threading.Barrier, index: int, args,
-                 done: list, broken: dict, log) -> None:
+def slice_worker(barrier: threading.Barrier, n: int, args, done: list, broken: dict, log) -> None:
     for step in range(1, args.phases + 2):  # one extra, last step: the one that fails
-        time.sleep(index * STEP_S)  # uneven work (see STEP_S)
-        if step > args.phases and index == args.parties:  # the last to arrive fails the extra step
+        time.sleep(n * 0.02)  # Slice-N works N x 20 ms, so the slices reach the barrier one by one
+        if step > args.phases and n == args.parties:  # the last to arrive fails the extra step
             log.warning("step %d failed here; abort() so the others stop waiting", step)
             return barrier.abort()
         try:
@@ -137,7 +133,7 @@ def slice_worker(barrier: threading.Barrier, index: int, args,
                 done.append(step)
                 log.info("all %d slices arrived: step %d done", args.parties, step)
         except threading.BrokenBarrierError:
-            broken[index] = step  # one key per thread
+            broken[n] = step  # one key per thread
             log.warning("step %d: barrier broken; stopping instead of waiting forever", step)
             return
 

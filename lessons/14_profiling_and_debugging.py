@@ -8,9 +8,9 @@ Problem:
     (``py-spy top``: live) prints each thread's stack by name; it needs ptrace (root, SYS_PTRACE).
 
 What to watch:
-    ``Crashing-Worker`` logs its own uncaught exception through the lesson's hook. Each thread is
-    listed with where it is: ``Stuck-Worker`` and ``Heartbeat`` both sit in ``Event.wait``, but
-    only one is in the *same* call a sample later. Then the faulthandler dump, thread ids named.
+    ``Crashing-Worker`` logs its crash through the lesson's hook. Each thread is listed with where
+    it is: ``Stuck-Worker`` and ``Heartbeat`` both sit in ``Event.wait`` (one sample cannot tell
+    them apart), but only one is in the *same* call a sample later. Then the faulthandler dump.
 
 Expected output:
     ``stuck_thread = Stuck-Worker`` at the ``release.wait`` line, ``exceptions_caught = 1``; in
@@ -20,9 +20,8 @@ Expected output:
 Failure modes:
     ``print`` to find a hang shifts its timing and shows only where you guessed: read the stacks.
     ``try/except: pass`` around a thread body hides crashes; ``threading.excepthook`` sees them all.
-    One sample cannot tell stuck from a loop of short waits: compare two. ``setprofile`` (per-line
-    twin: ``settrace``, for debuggers) reaches only later threads (3.12: ``setprofile_all_threads``)
-    and slows every call: remove it after use.
+    ``setprofile`` (per-line twin: ``settrace``, for debuggers) reaches only later threads (3.12:
+    ``setprofile_all_threads``) and slows every call: remove it after use.
 
 Exercises:
     1. Run with ``--linger 60`` and, in another terminal, ``py-spy dump --pid PID`` (PID is the
