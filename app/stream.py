@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 import time
 from collections import deque
 from typing import Any
@@ -137,6 +138,31 @@ def stream_page(ws, app: Flask, run: Run, manager: RunManager) -> None:
         time.sleep(BATCH_WINDOW)
 
 
+class OneWriterSocket:
+    """A websocket's TCP socket whose writes go out one at a time, each whole.
+
+    Two threads write to every websocket: ours (``send``) and simple-websocket's reader, which sends
+    a ping every ``ping_interval`` and answers pings and close frames with its own ``socket.send``.
+    A ping written while one of our large frames is half out would land inside it: the browser
+    would see a corrupt frame and drop the connection. Everything else goes to the real socket.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._writing = threading.Lock()
+
+    def sendall(self, data: bytes, *flags: int) -> None:
+        with self._writing:
+            self._sock.sendall(data, *flags)
+
+    def send(self, data: bytes, *flags: int) -> int:
+        self.sendall(data, *flags)  # whole, too: a plain send may write only part of a frame
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 def send(ws, text: str) -> None:
     """Send one message whole, or give up on a viewer that has not taken it in SEND_DEADLINE.
 
@@ -158,6 +184,7 @@ def serve_socket(fn, *args) -> None:
     main loop a 2 s wait (``close_graceful``) during which it accepts nobody.
     """
     ws = args[0]
+    ws.sock = OneWriterSocket(ws.sock)  # from now on the reader thread's writes take turns with ours
     with contextlib.suppress(ConnectionClosed, OSError):
         fn(*args)
     with contextlib.suppress(ConnectionClosed, OSError):
