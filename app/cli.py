@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--time-limit", type=float, default=300.0,
                        help="seconds a run may take before it is stopped (status timeout)")
     serve.add_argument("--keep-runs", type=int, default=200, metavar="N",
-                       help="ended runs kept in the data dir, the newest N (0: keep every run)")
+                       help="ended runs kept in the data dir: the N that ended last (0: keep every run)")
     sub.add_parser("list", help="list the lessons")
     run = sub.add_parser("run", help="run one lesson here; flags after the id go to the lesson")
     run.add_argument("lesson", help="two-digit number or full name")

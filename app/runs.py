@@ -140,7 +140,7 @@ class RunManager:
         self.time_limit = time_limit
         self.max_live = max_live
         self.sample_interval = sample_interval
-        self.keep_runs = keep_runs  # ended runs kept on disk, newest first; 0 keeps them all
+        self.keep_runs = keep_runs  # ended runs kept on disk, those that ended last; 0 keeps all
         self._lock = threading.Lock()  # guards self._runs (new runs, lookups from request threads)
         self._runs: dict[str, Run] = {}
         self._spawner = ThreadPoolExecutor(1, thread_name_prefix="threadlab-spawner")
