@@ -11,7 +11,8 @@ Run any lesson on its own once `scripts/serve` or `scripts/test` has made `.venv
 (`.venv/bin/python lessons/NN_name.py --help` lists its options), through the headless launcher
 (`scripts/cli.py --run NN ...`), or from the dashboard at http://127.0.0.1:8765/. Numbers vary a
 little from run to run; the shape of the result does not. Every lesson ends with a `Result:` block
-(a `result` event in JSON mode) that the tests assert.
+(a `result` event in JSON mode) that the tests assert. To write a lesson of your own, see
+[docs/writing-lessons.md](docs/writing-lessons.md).
 
 """
 
