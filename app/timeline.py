@@ -115,8 +115,9 @@ def render(lines) -> str:
 def lane_svg(lane: Lane, y: int, x) -> list[str]:
     # quoteattr, not escape: a thread name is the lesson's to choose, quotes included, and must
     # not close the attribute (an SVG opened on its own is a page that runs handlers).
+    label = lane.name if len(lane.name) <= 22 else lane.name[:21] + "…"  # the full name on hover
     out = [f'<g class="lane" data-thread={quoteattr(lane.name)}>'
-           f'<text x="4" y="{y + 15}">{escape(lane.name[:22])}</text>']
+           f'<text x="4" y="{y + 15}">{escape(label)}<title>{escape(lane.name)}</title></text>']
     for seg_start, seg_end, state in lane.segments:
         w = max(x(seg_end) - x(seg_start), 1.5)
         out.append(f'<rect x="{x(seg_start)}" y="{y + 3}" width="{w:.1f}" height="{LANE_H - 6}" '

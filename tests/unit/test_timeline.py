@@ -39,3 +39,8 @@ def test_legend_names_the_states_and_marks_drawn_and_no_others():
 
 def test_a_run_without_snapshots_says_so():
     assert "no thread snapshot yet" in timeline.render([])
+
+
+def test_a_long_thread_name_is_shortened_on_its_lane_and_whole_on_hover():
+    svg = timeline.render([snapshot(1.0, **{"Thread-1 (_do_shutdown_default_executor)": "running"})])
+    assert ">Thread-1 (_do_shutdow…<title>Thread-1 (_do_shutdown_default_executor)</title>" in svg
