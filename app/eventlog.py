@@ -13,18 +13,35 @@ import json
 import os
 import threading
 from array import array
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any
 
 TAIL = 4096  # recent events kept parsed in memory; about one second of a flood
+KEPT_INDEXES = 8  # finished runs whose offsets index stays in memory (as many as run at once)
+
+_kept: OrderedDict[int, EventLog] = OrderedDict()  # finished logs with an index, least recent first
+_kept_lock = threading.Lock()
+
+
+def _keep_index(log: EventLog) -> None:
+    """Note that a finished log holds its index; drop the index of the least recently used beyond
+    ``KEPT_INDEXES``. Readers work on a local reference to an index, so dropping one under them is
+    safe, and it is rebuilt from the file if that run is read again."""
+    with _kept_lock:
+        _kept[id(log)] = log
+        _kept.move_to_end(id(log))
+        while len(_kept) > KEPT_INDEXES:
+            _, oldest = _kept.popitem(last=False)
+            oldest._offsets = None
 
 
 class EventLog:
     def __init__(self, path: Path, *, live: bool) -> None:
         self.path = Path(path)
-        # Byte offset of each event's line, by seq. A finished run's index is dropped and rebuilt
-        # when someone reads it again, so a server that keeps hundreds of runs keeps no index of them.
+        # Byte offset of each event's line, by seq. Only the last few finished runs keep theirs (see
+        # _keep_index); an older one is rebuilt from the file when someone reads that run again, so
+        # a server that keeps hundreds of runs keeps only a few indexes.
         self._offsets: array | None = array("q") if live else None
         self._tail: deque[tuple[bytes, dict[str, Any]]] = deque(maxlen=TAIL)
         # _changed guards _offsets/_tail/closed; viewers wait on it for new events or the end.
@@ -35,8 +52,11 @@ class EventLog:
 
     def _index(self) -> array:
         """The offsets index, read from the file if it was dropped (caller holds ``_changed``)."""
-        if self._offsets is not None:
-            return self._offsets
+        offsets = self._offsets  # once: _keep_index may drop it from another thread at any moment
+        if offsets is not None:
+            if self.closed:
+                _keep_index(self)  # recently used: the last to be dropped
+            return offsets
         offsets, offset = array("q"), 0
         try:
             with open(self.path, "rb") as f:
@@ -47,6 +67,7 @@ class EventLog:
         except FileNotFoundError:
             pass
         self._offsets, self._size = offsets, offset
+        _keep_index(self)
         return offsets
 
     def __len__(self) -> int:
@@ -79,7 +100,9 @@ class EventLog:
         with self._changed:
             self.closed = True
             self._tail.clear()  # a finished run is read from disk; its memory goes back to the server
-            self._offsets = None
+            # The index stays for now: every viewer reads once more to learn there is no more, and
+            # rebuilding it then would read the whole file (a flood's hundred megabytes) for nothing.
+            _keep_index(self)
             self._changed.notify_all()
 
     def wait(self, after: int, timeout: float) -> bool:

@@ -82,3 +82,28 @@ def test_torn_last_line_is_not_an_event(tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_bytes(b'{"seq": 0}\n{"seq": 1}\n{"seq": 2, "kin')
     assert len(EventLog(path, live=False)) == 2
+
+
+def test_only_the_last_few_finished_logs_keep_an_index_in_memory(tmp_path, monkeypatch):
+    # A viewer reading a finished run used to rebuild its index and keep it forever: 8 MB for every
+    # million-event run anyone had opened. Now only KEPT_INDEXES of them keep one.
+    monkeypatch.setattr("app.eventlog.KEPT_INDEXES", 3)
+    logs = []
+    for n in range(6):
+        log = EventLog(tmp_path / f"events{n}.jsonl", live=True)
+        log.append(_items(0, 5))
+        log.close()
+        logs.append(log)
+    for log in logs:
+        assert [parsed(i)["i"] for i in log.read(2)] == [3, 4]
+    assert [log._offsets is not None for log in logs] == [False, False, False, True, True, True]
+    assert len(logs[0]) == 5  # a dropped index is rebuilt from the file when needed
+
+
+def test_closing_keeps_the_index_for_the_viewers_last_read(tmp_path):
+    log = EventLog(tmp_path / "events.jsonl", live=True)
+    log.append(_items(0, 5))
+    index = log._offsets
+    log.close()
+    (tmp_path / "events.jsonl").unlink()  # a rebuild would now find no events at all
+    assert log.read(4) == [] and len(log) == 5 and log._offsets is index
