@@ -20,7 +20,7 @@ from typing import Any
 TAIL = 4096  # recent events kept parsed in memory; about one second of a flood
 KEPT_INDEXES = 8  # finished runs whose offsets index stays in memory (as many as run at once)
 
-_kept: OrderedDict[int, EventLog] = OrderedDict()  # finished logs with an index, least recent first
+_kept: OrderedDict[EventLog, None] = OrderedDict()  # finished logs with an index, least recent first
 _kept_lock = threading.Lock()
 
 
@@ -29,10 +29,10 @@ def _keep_index(log: EventLog) -> None:
     ``KEPT_INDEXES``. Readers work on a local reference to an index, so dropping one under them is
     safe, and it is rebuilt from the file if that run is read again."""
     with _kept_lock:
-        _kept[id(log)] = log
-        _kept.move_to_end(id(log))
+        _kept[log] = None
+        _kept.move_to_end(log)
         while len(_kept) > KEPT_INDEXES:
-            _, oldest = _kept.popitem(last=False)
+            oldest, _ = _kept.popitem(last=False)
             oldest._offsets = None
 
 

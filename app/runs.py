@@ -162,15 +162,15 @@ class RunManager:
             self._runs[run.id] = run
         self.prune()
 
-    def prune(self) -> list[str]:
-        """Delete the runs that ended longest ago beyond ``keep_runs``, folders and all; their ids.
+    def prune(self) -> None:
+        """Delete the runs that ended longest ago beyond ``keep_runs``, folders and all.
 
         A flood run can leave a hundred megabytes of events behind, and a class runs lessons all
         day: without a bound the data dir only grows. Live runs are never touched, and a run that
         has just ended is the last to go, however long ago it started (someone is looking at it).
         """
         if not self.keep_runs:
-            return []
+            return
         with self._lock:
             ended = sorted((r for r in self._runs.values() if not r.live), key=lambda r: r.ended or r.started)
             old = ended[:max(0, len(ended) - self.keep_runs)]
@@ -178,7 +178,6 @@ class RunManager:
                 del self._runs[run.id]
         for run in old:
             shutil.rmtree(run.folder, ignore_errors=True)  # a viewer reading it keeps its open file
-        return [run.id for run in old]
 
     # -- queries -------------------------------------------------------------------------------
 

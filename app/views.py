@@ -68,14 +68,15 @@ def body() -> dict:
 @bp.get("/")
 def index():
     """The lesson index: every lesson with its summary, and the latest runs."""
-    runs = [(run, changed_flags(run)) for run in manager().all()[:20]]
-    return render_template("index.html", lessons=registry().all(), runs=runs)
+    lessons = registry().all()  # once: each registry lookup re-checks the lessons folder
+    by_id = {lesson.id: lesson for lesson in lessons}
+    runs = [(run, changed_flags(run, by_id.get(run.lesson))) for run in manager().all()[:20]]
+    return render_template("index.html", lessons=lessons, runs=runs)
 
 
-def changed_flags(run) -> str:
+def changed_flags(run, lesson) -> str:
     """The run's parameters that differ from the lesson's defaults, as typed on a command line:
     what tells two runs of one lesson apart (an exercise's "now run it with --queue-size 1")."""
-    lesson = registry().get(run.lesson)
     shown = []
     for name, value in run.params.items():
         param = lesson.param(name) if lesson else None

@@ -126,7 +126,7 @@ class Sampler:
         waiting_for = None
         if blocked:
             waiting_for, state = blocked[0], blocked[1]
-        elif state not in ("running", "done"):
+        elif state != "running":
             waiting_for = detail or None
         return {
             "name": thread.name,
