@@ -8,6 +8,8 @@ from typing import Any
 
 from flask import Flask
 
+from . import defaults
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -25,14 +27,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(
         DATA_DIR=str(default_data_dir()),
         LESSONS_DIR=str(ROOT / "lessons"),
-        HOST="127.0.0.1",
-        PORT=8765,
+        HOST=defaults.HOST,
+        PORT=defaults.PORT,
         ACCESS_TOKEN=None,  # set when serving beyond loopback (see app/cli.py)
-        RUN_TIME_LIMIT=300.0,  # seconds; DESIGN.md's default
-        MAX_LIVE_RUNS=8,  # a 2-core machine runs 8 small lessons well; more just queue for the CPU
-        MAX_SOCKETS=48,  # each open websocket holds a server thread (gthread); see app/serve.py
-        SAMPLE_INTERVAL=0.1,  # seconds between thread snapshots in each lesson
-        KEEP_RUNS=200,  # ended runs kept on disk, those that ended last; older ones go (0: keep all)
+        RUN_TIME_LIMIT=defaults.RUN_TIME_LIMIT,
+        MAX_LIVE_RUNS=defaults.MAX_LIVE_RUNS,
+        MAX_SOCKETS=defaults.MAX_SOCKETS,
+        SAMPLE_INTERVAL=defaults.SAMPLE_INTERVAL,
+        KEEP_RUNS=defaults.KEEP_RUNS,
         MAX_CONTENT_LENGTH=64 * 1024,  # a run's parameters fit in far less
         SOCK_SERVER_OPTIONS={"ping_interval": 20, "max_message_size": 64 * 1024},
     )
