@@ -21,7 +21,8 @@ def thread_colour(name: str) -> str:
     """A stable colour class per thread name, the same on every page and every run."""
     if name == "MainThread":
         return "tc-main"
-    return f"tc{zlib.crc32(str(name).encode()) % THREAD_COLOURS}"
+    # "replace": a name with a lone surrogate (from a file older than ingest's cleaning) still gets one
+    return f"tc{zlib.crc32(str(name).encode('utf-8', 'replace')) % THREAD_COLOURS}"
 
 
 _clock_cache: tuple[int, str] = (-1, "")
@@ -32,16 +33,24 @@ def clock(epoch: float | None) -> str:
     global _clock_cache
     if not epoch:
         return ""
-    whole = int(epoch)
-    if _clock_cache[0] != whole:
-        _clock_cache = (whole, datetime.datetime.fromtimestamp(whole).strftime("%H:%M:%S"))
-    return f"{_clock_cache[1]}.{int((epoch - whole) * 1000):03d}"
+    try:
+        whole = int(epoch)
+        cache = _clock_cache  # once: page sockets of other runs replace it from their threads
+        if cache[0] != whole:
+            cache = _clock_cache = (whole, datetime.datetime.fromtimestamp(whole).strftime("%H:%M:%S"))
+        return f"{cache[1]}.{int((epoch - whole) * 1000):03d}"
+    except (TypeError, ValueError, OverflowError, OSError):
+        # ``t`` is the lesson's to write: NaN, 1e999, "soon" or a year past 9999 must not break the page.
+        return ""
 
 
 def when(epoch: float | None) -> str:
     if not epoch:
         return ""
-    return datetime.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return datetime.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError, OverflowError, OSError):  # as in clock(): a time no calendar has
+        return ""
 
 
 _NUMBERED = re.compile(r"^\s*\d+\.\s+")

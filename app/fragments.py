@@ -14,11 +14,17 @@ from markupsafe import escape
 
 from .filters import clock, thread_colour
 
+# The key a row's HTML is cached under. Not a string: every key of a parsed event is one, so a
+# lesson printing {"kind": "log", "_html": "<img onerror=...>"} cannot hand us its own "cached" row
+# (with the old "_html" key it did, live and on replay). Events are serialised once, at ingest,
+# before any viewer renders them, so the odd key never reaches JSON.
+_HTML = object()
 
-def log_row(event: dict[str, Any]) -> str:
-    cached = event.get("_html")
+
+def log_row(event: dict[Any, Any]) -> str:
+    cached = event.get(_HTML)
     if cached is None:
-        cached = event["_html"] = _build(event)
+        cached = event[_HTML] = _build(event)
     return cached
 
 

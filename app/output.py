@@ -11,6 +11,8 @@ server's ``seq`` added), anything else as a ``stdout``/``stderr`` event carrying
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 from typing import Any
 
@@ -78,18 +80,117 @@ def text_event(kind: str, text: str) -> dict[str, Any]:
     return server_event(kind, text=text)
 
 
+_SPACES = (b" ", b"\t", b"\r", b"\n")  # JSON's whitespace; a slice past the end (b"") is not in it
+
+
+def kind_of(line: bytes) -> bytes:
+    """A stored line's ``kind`` without parsing it, whatever its JSON spacing.
+
+    Quotes inside JSON strings are escaped, so ``"kind"`` followed by ``:`` can only be a key. The
+    first such key is the event's own: :func:`to_event` re-serialises any line where that would not
+    hold (a nested ``kind`` first, a duplicate, an escaped key or value), so live and replayed views
+    classify every event alike. Catching up on a long flood parses almost nothing.
+    """
+    at = line.find(b'"kind"')
+    while at >= 0:
+        i = at + 6
+        if line.startswith(b': "', i):  # the kit's and json.dumps' spacing: no loop at all
+            i += 3
+        else:
+            while line[i:i + 1] in _SPACES:
+                i += 1
+            if line[i:i + 1] != b":":
+                at = line.find(b'"kind"', i)  # a value "kind", not the key
+                continue
+            i += 1
+            while line[i:i + 1] in _SPACES:
+                i += 1
+            if line[i:i + 1] != b'"':
+                return b""  # a kind that is not a string: not an event we know
+            i += 1
+        end = line.find(b'"', i)
+        return line[i:end] if end >= 0 else b""
+    return b""
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+# Bytes that may make json.loads return something that cannot be stored or shown as it is: an escaped
+# lone surrogate ("\\ud800") becomes a str that UTF-8 cannot encode; NaN and Infinity are not JSON
+# to a browser's JSON.parse. Only a line holding one of these gets the (slow) walk over its values.
+_SUSPECT = (b"\\ud", b"\\uD", b"NaN", b"Infinity")
+
+
+def _clean(value: Any) -> tuple[Any, bool]:
+    """``value`` with lone surrogates replaced by U+FFFD and non-finite floats by None; changed?"""
+    if isinstance(value, str):
+        fixed, count = _SURROGATES.subn("\ufffd", value)
+        return fixed, count > 0
+    if isinstance(value, float):
+        return (value, False) if math.isfinite(value) else (None, True)
+    if isinstance(value, dict):
+        changed = False
+        out = {}
+        for key, item in value.items():
+            key, key_changed = _clean(key)
+            out[key], item_changed = _clean(item)
+            changed = changed or key_changed or item_changed
+        return out, changed
+    if isinstance(value, list):
+        pairs = [_clean(item) for item in value]
+        return [item for item, _ in pairs], any(changed for _, changed in pairs)
+    return value, False
+
+
+# NaN/Infinity literals are read as null; the line holding them is then re-serialised.
+_DECODER = json.JSONDecoder(parse_constant=lambda _name: None)
+
+
+def _load_object(line: bytes) -> tuple[dict[str, Any] | None, bool]:
+    """The JSON object on ``line`` made safe to store and show, and whether it must be re-serialised
+    for the line to say the same; (None, False) when the line is not a JSON object."""
+    try:
+        text = line.decode("utf-8")  # strict: UTF-8-encoded surrogates (b"\xed\xa0\x80") fail too
+        dirty = False
+    except UnicodeDecodeError:
+        text = line.decode("utf-8", "replace")
+        dirty = True
+    try:
+        event = _DECODER.decode(text)
+        if not isinstance(event, dict):
+            return None, False
+        if dirty or any(mark in line for mark in _SUSPECT):
+            event, changed = _clean(event)
+            dirty = dirty or changed or b"NaN" in line or b"Infinity" in line
+    except (ValueError, RecursionError):  # RecursionError: a line of 30 000 nested brackets
+        return None, False
+    return event, dirty
+
+
+def safe_parse(line: bytes) -> dict[str, Any] | None:
+    """A stored line as an event, or None when it is not a JSON object (a torn write, a hand edit, a
+    file from an older version). Lone surrogates and non-finite numbers come back made safe, so what
+    a view renders can always be encoded. Views use this, never a bare ``json.loads``."""
+    return _load_object(line)[0]
+
+
 def to_event(line: bytes, stream: str) -> tuple[dict[str, Any], bytes | None]:
-    """One output line as an event dict (without ``seq``), plus the line itself when it is already
-    a JSON object that can be stored as it is."""
+    """One output line as an event dict (without ``seq``), plus the line to store for it when it is
+    a kit event: the line itself, byte for byte, on the hot path; re-serialised from the (made safe)
+    event when the bytes could not be stored or read back as they are (invalid UTF-8, an escaped
+    lone surrogate, NaN, a ``kind`` that :func:`kind_of` would not find first)."""
     line = line.rstrip(b"\r")
     if stream == "stdout" and line.startswith(b"{"):
-        try:
-            event = json.loads(line)
-        except ValueError:
-            event = None
-        if (isinstance(event, dict) and isinstance(event.get("kind"), str)
-                and event["kind"] not in SERVER_KINDS and "seq" not in event):
-            return event, line
+        event, dirty = _load_object(line)
+        if event is not None:
+            kind = event.get("kind")
+            if isinstance(kind, str) and kind not in SERVER_KINDS and "seq" not in event:
+                if dirty or kind_of(line) != kind.encode():
+                    try:
+                        event = {"kind": kind, **event}  # kind first: kind_of finds it, not a nested one
+                        line = json.dumps(event, ensure_ascii=False, allow_nan=False).encode()
+                    except (ValueError, RecursionError):
+                        return text_event(stream, line.decode("utf-8", "replace")), None
+                return event, line
     return text_event(stream, line.decode("utf-8", "replace")), None
 
 
@@ -101,5 +202,13 @@ def numbered(event: dict[str, Any], raw: bytes | None, seq: int) -> tuple[bytes,
     """
     event["seq"] = seq
     if raw is not None:
-        return b'{"seq": %d, ' % seq + raw[1:].lstrip(), event
-    return json.dumps(event, ensure_ascii=False, default=str).encode("utf-8", "replace"), event
+        rest = raw[1:].lstrip()
+        # "{}" has no member to put a comma before (to_event never passes one: a kit line has a kind)
+        return (b'{"seq": %d}' % seq if rest.startswith(b"}") else b'{"seq": %d, ' % seq + rest), event
+    try:
+        return json.dumps(event, ensure_ascii=False, default=str).encode(), event
+    except UnicodeEncodeError:
+        # A server event carrying a lone surrogate (an OS error message about a surrogate-escaped
+        # file name): stored and shown with U+FFFD, the event and its line alike.
+        event = _clean(event)[0]
+        return json.dumps(event, ensure_ascii=False, default=str).encode(), event

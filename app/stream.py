@@ -17,12 +17,13 @@ from collections import deque
 from typing import Any
 
 from flask import Flask, render_template
+from jinja2 import TemplateError
 from markupsafe import Markup
 from simple_websocket import ConnectionClosed
 from wsproto.events import TextMessage
 
 from . import fragments
-from .eventlog import parsed
+from .output import kind_of, safe_parse
 from .runs import Run, RunManager
 
 BATCH_WINDOW = 0.05  # seconds of events per page message: ~20 updates a second, smooth to the eye
@@ -41,7 +42,9 @@ def stream_json(ws, run: Run, manager: RunManager, after: int = -1) -> None:
     while not manager.closing.is_set():
         batch = run.log.read(cursor, JSON_BATCH)
         if batch:
-            send(ws, (b"[" + b",".join(line for line, _ in batch) + b"]").decode("utf-8", "replace"))
+            lines = [line for line, _ in batch if _looks_whole(line)]
+            if lines:
+                send(ws, (b"[" + b",".join(lines) + b"]").decode("utf-8", "replace"))
             cursor += len(batch)
         elif run.log.closed:
             return
@@ -49,11 +52,32 @@ def stream_json(ws, run: Run, manager: RunManager, after: int = -1) -> None:
             run.log.wait(cursor, WAIT_SLICE)
 
 
-def _kind(line: bytes) -> bytes:
-    """An event's kind without parsing it: inside JSON strings quotes are escaped, so the only
-    ``"kind": "..."`` in a line is the key itself. Catching up on a long flood parses almost nothing."""
-    at = line.find(b'"kind": "')
-    return line[at + 9: line.find(b'"', at + 9)] if at >= 0 else b""
+def _looks_whole(line: bytes) -> bool:
+    """Whether a stored line can go into a JSON array as it is. One line that is not an object (a
+    torn write, a hand edit, an older version's file) would make a whole message of thousands of
+    events unreadable, so it is left out. Lines the server wrote pass the byte checks, which cost
+    nothing on a long catch-up; only a line with unbalanced braces (one in a message, a torn write)
+    is parsed to be sure. Left through: a hand-made ``{...}`` with balanced braces that is not JSON."""
+    if line.startswith(b"{") and line.endswith(b"}") and line.count(b"{") == line.count(b"}"):
+        return True
+    return safe_parse(line) is not None
+
+
+_kind = kind_of  # the name this module used before kind_of learned every JSON spacing
+
+
+def _event(item: tuple[bytes, dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The event of a ``read()`` item (parsed from disk if need be), None if its line is not one."""
+    line, event = item
+    return event if event is not None else safe_parse(line)
+
+
+def _item_kind(item: tuple[bytes, dict[str, Any] | None]) -> bytes:
+    line, event = item
+    if event is None:
+        return kind_of(line)
+    kind = event.get("kind")
+    return kind.encode("utf-8", "replace") if isinstance(kind, str) else b""
 
 
 class PageView:
@@ -74,8 +98,9 @@ class PageView:
         self.stacks: dict[str, Any] | None = None
 
     def take(self, item: tuple[bytes, dict[str, Any] | None]) -> None:
-        line, event = item
-        kind = event["kind"].encode() if event is not None else _kind(line)
+        """Note one event. Lines from disk are parsed only when drawn, so one that is not an event
+        is found out (and left out) then; one that a viewer never draws costs nothing."""
+        kind = _item_kind(item)
         if kind in LOG_KINDS:
             self.log_total += 1
             self.new_rows += 1
@@ -85,35 +110,60 @@ class PageView:
         elif kind == b"status":
             self.status_changed = True
         elif kind in (b"result", b"deadlock", b"stacks"):
-            setattr(self, kind.decode(), parsed(item))
+            event = _event(item)
+            if event is not None:
+                setattr(self, kind.decode(), event)
 
     def message(self) -> str:
         """The fragments for what changed since the last message ('' when nothing did)."""
         if not (self.first or self.new_rows or self.threads is not None or self.status_changed
                 or self.result or self.deadlock or self.stacks):
             return ""
-        rows = list(self.rows)
+        items = list(self.rows)
         # A flood: draw only the newest screenful, replacing what is there, so the browser never
         # has more than FLOOD_ROWS new rows to lay out per message; a trickle is appended.
         replace = self.first or self.new_rows > FLOOD_ROWS
-        if replace:
-            rows = rows[-FLOOD_ROWS:] if not self.first else rows
-            self.drawn = len(rows)
-        else:
-            self.drawn = min(MAX_LOG_ROWS, self.drawn + len(rows))
-        threads = parsed(self.threads).get("threads") or [] if self.threads is not None else None
+        if replace and not self.first:
+            items = items[-FLOOD_ROWS:]  # cut before parsing: rows from disk are parsed only if drawn
+        rows = []
+        for item in items:
+            event = _event(item)
+            if event is not None:
+                rows.append(event)
+            else:
+                self.log_total -= 1  # its kind said log, but the line is no event: not a row at all
+        self.drawn = len(rows) if replace else min(MAX_LOG_ROWS, self.drawn + len(rows))
+        threads = _thread_rows(self.threads) if self.threads is not None else None
         with self.app.app_context():
-            html = render_template(
-                "_partials/_ws_update.html", run=self.run, first=self.first, replace=replace,
-                rows_html=Markup("".join(fragments.log_row(parsed(item)) for item in rows)),
+            parts = dict(
+                run=self.run, first=self.first, replace=replace,
+                rows_html=Markup("".join(fragments.log_row(event) for event in rows)),
                 any_rows=bool(rows) or self.first, hidden=self.log_total - self.drawn,
                 threads=threads, status_changed=self.status_changed, result=self.result,
                 deadlock=self.deadlock, stacks=self.stacks,
             )
+            try:
+                html = render_template("_partials/_ws_update.html", **parts)
+            except (TemplateError, TypeError, ValueError, AttributeError, KeyError, IndexError):
+                # threads, result, deadlock and stacks are the lesson's to shape (a program may
+                # print {"kind": "result", "values": 3}); the templates expect the kit's shapes.
+                # Without them this once, the page still gets its rows and status, and lives on.
+                parts.update(threads=None, result=None, deadlock=None, stacks=None)
+                html = render_template("_partials/_ws_update.html", **parts)
         self.first, self.new_rows, self.threads, self.status_changed = False, 0, None, False
         self.rows.clear()
         self.result = self.deadlock = self.stacks = None
         return html
+
+
+def _thread_rows(item: tuple[bytes, dict[str, Any] | None]) -> list[dict[str, Any]] | None:
+    """A ``threads`` snapshot's rows, only those that are objects (the table draws one per row);
+    None (the table stays as it is) when the line is not an event at all."""
+    event = _event(item)
+    if event is None:
+        return None
+    rows = event.get("threads")
+    return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
 
 
 def stream_page(ws, app: Flask, run: Run, manager: RunManager) -> None:

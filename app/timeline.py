@@ -7,10 +7,12 @@ signals and ``deadlock`` events are drawn as ticks on the lane of the thread the
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
+
+from .output import kind_of, safe_parse
 
 STATE_COLOURS = {
     "running": "#22c55e", "sleeping": "#818cf8", "waiting-lock": "#ef4444",
@@ -21,6 +23,7 @@ MARK_COLOURS = {"sync": "#111827", "log": "#9ca3af", "signal": "#b45309", "deadl
                 "error": "#b91c1c"}
 LABEL_W, LANE_H, WIDTH, AXIS_H, LEGEND_H = 150, 22, 900, 22, 24
 MAX_MARKS = 2000  # ticks drawn at most; a flood of log lines would otherwise bloat the drawing
+MAX_EPOCH = 1e11  # seconds (year 5138): a larger ``t`` is a lesson's mistake and would void the axis
 
 
 @dataclass
@@ -30,26 +33,44 @@ class Lane:
     marks: list[tuple[float, str, str]] = field(default_factory=list)  # (t, kind, title)
 
 
+def _text(value: Any, default: str = "?") -> str:
+    """A thread name or state as text: the lesson may have written a number, a list or null."""
+    if isinstance(value, str):
+        return value
+    return default if value is None else str(value)
+
+
+def _entries(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list field (``threads``, ``cycle``); anything else there is skipped."""
+    return [row for row in value if isinstance(row, dict)] if isinstance(value, list) else []
+
+
 def build(lines) -> tuple[dict[str, Lane], float, float]:
-    """Lanes by thread name, and the time span, from an iterable of raw event lines."""
+    """Lanes by thread name, and the time span, from an iterable of raw event lines.
+
+    Every line of the file is read, so any may be odd: one that is not a JSON object (a torn write,
+    a hand edit) is skipped, and fields of the wrong type are drawn as text or left out, never raise.
+    """
     lanes: dict[str, Lane] = {}
     start = end = None
     marks = 0
     for line in lines:
-        is_log = b'"kind": "log"' in line
-        if is_log and marks >= MAX_MARKS:
+        if marks >= MAX_MARKS and kind_of(line) == b"log":
+            continue  # no mark left to draw it with: not worth a parse
+        event = safe_parse(line)
+        if event is None:
             continue
-        event = json.loads(line)
         t = event.get("t")
-        if not isinstance(t, (int, float)):
-            continue
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not abs(t) < MAX_EPOCH:
+            continue  # also NaN and infinity, which `not abs(t) < MAX_EPOCH` catches
         start = t if start is None else min(start, t)
         end = t if end is None else max(end, t)
         kind = event.get("kind")
         if kind == "threads":
-            for row in event.get("threads") or []:
-                lane = lanes.setdefault(row.get("name", "?"), Lane(row.get("name", "?")))
-                state = row.get("state", "running")
+            for row in _entries(event.get("threads")):
+                name = _text(row.get("name"))
+                lane = lanes.setdefault(name, Lane(name))
+                state = _text(row.get("state"), "running")
                 if lane.segments and lane.segments[-1][2] == state:
                     lane.segments[-1][1] = t
                 else:
@@ -57,14 +78,14 @@ def build(lines) -> tuple[dict[str, Lane], float, float]:
                         lane.segments[-1][1] = t
                     lane.segments.append([t, t, state])
         elif kind in ("sync", "log") and marks < MAX_MARKS:
-            name = event.get("thread", "?")
+            name = _text(event.get("thread"))
             title = f"{event.get('op')} {event.get('obj')}" if kind == "sync" else event.get("msg", "")
             colour = "error" if event.get("level") in ("ERROR", "CRITICAL") or event.get("exc") else kind
             lanes.setdefault(name, Lane(name)).marks.append((t, colour, str(title)[:120]))
             marks += 1
         elif kind == "deadlock":
-            for entry in event.get("cycle") or []:
-                name = entry.get("thread", "?")
+            for entry in _entries(event.get("cycle")):
+                name = _text(entry.get("thread"))
                 title = f"deadlock: waits for {entry.get('waits_for')}"
                 lanes.setdefault(name, Lane(name)).marks.append((t, "deadlock", title))
         elif kind == "signal":

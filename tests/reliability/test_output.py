@@ -10,7 +10,7 @@ import time
 
 import websocket
 
-from tests.live_helpers import close, log_event, wait_gone, worker
+from tests.live_helpers import close, log_event, wait_gone, worker, ws_json_events, ws_page_messages
 
 MAX_RSS = 150 * 1024 * 1024  # bytes: the server process while a lesson prints 50 MB without a newline
 MAX_LINE = 64 * 1024  # app/output.py: a longer line is cut there
@@ -140,3 +140,28 @@ def test_invalid_utf8_and_lines_that_are_not_events_are_text(fault_server):
     # The raw log is valid UTF-8 JSON, one event a line, and the page socket shows the text too.
     raw = fault_server.request("GET", f"/api/runs/{run_id}/events")[1]
     assert [json.loads(line) for line in raw.decode("utf-8").splitlines()] == events
+
+
+def test_weird_json_reaches_every_viewer_made_safe(fault_server):
+    """Compact kit lines, an escaped lone surrogate, bytes that are not UTF-8 inside a kit line, NaN
+    and a nested "kind" before the event's own: each is a log event everywhere, and the page
+    socket, the JSON socket and the timeline all survive them (a lone surrogate used to kill the
+    page socket and 500 the timeline; compact lines were missing from the page)."""
+    run_id = fault_server.start("10")
+    assert fault_server.wait_status(run_id)["status"] == "exited"
+    expected = ["writing weird json", "compact line", "lone \ufffd surrogate", "bytes \ufffd\ufffd",
+                "nan time", "nested kind first", "done weird json"]
+    events = fault_server.events(run_id)
+    assert [e["msg"] for e in events if e["kind"] == "log"] == expected
+    assert [e for e in events if e["kind"] == "log" and e["msg"] == "nan time"][0]["t"] is None
+    raw = fault_server.request("GET", f"/api/runs/{run_id}/events")[1]
+    assert b"NaN" not in raw and b"\\ud800" not in raw
+    raw.decode("utf-8")  # strict: the stored log is UTF-8
+    assert ws_json_events(fault_server, run_id) == events
+
+    html = "".join(ws_page_messages(fault_server, run_id))
+    for msg in expected:
+        assert f'<td class="msg">{msg}</td>' in html, msg
+
+    status, svg = fault_server.request("GET", f"/runs/{run_id}/timeline")[:2]
+    assert status == 200 and b'data-thread="MainThread"' in svg

@@ -44,3 +44,29 @@ def test_a_run_without_snapshots_says_so():
 def test_a_long_thread_name_is_shortened_on_its_lane_and_whole_on_hover():
     svg = timeline.render([snapshot(1.0, **{"Thread-1 (_do_shutdown_default_executor)": "running"})])
     assert ">Thread-1 (_do_shutdow…<title>Thread-1 (_do_shutdown_default_executor)</title>" in svg
+
+
+def test_lines_that_are_not_events_or_have_odd_fields_are_skipped_not_fatal():
+    lines = [b"garbage", b"[]", b"null", b'{"kind": "log", "msg": "tor', b"\xff\xfe",
+             b'{"kind":"threads","t":1.0,"threads":[{"name":"Worker-1","state":"running"},3,"x"]}',
+             b'{"kind": "threads", "t": 1.5, "threads": [{"name": ["a"], "state": {"b": 1}}]}',
+             b'{"kind": "log", "t": NaN, "msg": "nan"}', b'{"kind": "log", "t": 1e999}',
+             b'{"kind": "log", "t": 1e300}', b'{"kind": "log", "t": true, "thread": null}',
+             b'{"kind": "sync", "t": 2.0, "thread": {"n": 1}, "op": "acquired"}',
+             b'{"kind": "deadlock", "t": 2.0, "cycle": 7}',
+             b'{"kind": "deadlock", "t": 2.0, "cycle": [1, {}]}',
+             b'{"kind":"log","t":2.5,"thread":"\\ud800","msg":"lone \\udc00"}',
+             snapshot(3.0, **{"Worker-1": "done"})]
+    svg = timeline.render(lines)
+    svg.encode("utf-8")
+    assert 'data-thread="Worker-1"' in svg and "\ufffd" in svg
+    assert ">0.0 s</text>" in svg and ">2.0 s</text>" in svg, "the axis spans 1.0 to 3.0, not to 1e300"
+
+
+def test_compact_log_lines_past_the_mark_limit_are_not_even_parsed(monkeypatch):
+    monkeypatch.setattr(timeline, "MAX_MARKS", 2)
+    parsed = []
+    monkeypatch.setattr(timeline, "safe_parse", lambda line: parsed.append(line) or json.loads(line))
+    lines = [b'{"kind":"log","t":%d,"thread":"W","msg":"m"}' % i for i in range(5)]
+    svg = timeline.render(lines)
+    assert len(parsed) == 2 and svg.count('stroke="#9ca3af" stroke-width="1"') == 2
