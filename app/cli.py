@@ -1,6 +1,9 @@
 """``threadlab``: one command for people and scripts.
 
     threadlab serve [--host 127.0.0.1] [--port 8765] [--data-dir DIR] [--keep-runs N]
+
+``serve`` exits with code 2, one line on stderr, when it cannot start safely: the port is taken, or
+it is opened beyond loopback and no access token can be kept.
     threadlab list
     threadlab run 03 --producers 2 --consumers 4 --duration 10
 """
@@ -16,31 +19,46 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import ROOT, create_app, default_data_dir
+from . import ROOT, create_app, default_data_dir, defaults
 from .registry import Registry
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from .security import SecurityConfigError, is_loopback
 
 
 def _url(host: str, port: int) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
 
+def _dual_stack() -> bool:
+    """Whether a socket bound to ``::`` also takes IPv4 connections here.
+
+    gunicorn binds ``[::]`` without setting IPV6_V6ONLY, so the system default decides (Linux:
+    ``net.ipv6.bindv6only``; BSDs: on). Asked of a socket made the same way, not guessed.
+    """
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            return probe.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def _student_urls(host: str, port: int) -> list[str]:
-    """What students can type: for a wildcard bind (0.0.0.0, ::), each of this machine's LAN addresses."""
+    """What students can type: for a wildcard bind, each of this machine's LAN addresses that the
+    bind actually listens on. 0.0.0.0 takes IPv4 only, so an IPv6 link would not connect; ``::``
+    takes IPv6, and IPv4 too only on a dual-stack socket. A link that cannot connect is not shown,
+    so none may be left (the caller says so)."""
     from .security import is_wildcard, machine_addresses
 
     if not is_wildcard(host):
         return [_url(host, port)]
-    lan = [address for address in machine_addresses() if not ipaddress.ip_address(address).is_loopback]
-    return [_url(address, port) for address in lan] or [_url(host, port)]
+    bound = ipaddress.ip_address(host)
+    families = {4} if bound.version == 4 else ({4, 6} if _dual_stack() else {6})
+    urls = []
+    for text in machine_addresses():
+        address = ipaddress.ip_address(text.split("%")[0])
+        # Loopback is not for students; link-local needs a zone id no browser link carries.
+        if address.version in families and not (address.is_loopback or address.is_link_local):
+            urls.append(_url(text, port))
+    return urls
 
 
 def bind_problem(host: str, port: int) -> str | None:
@@ -76,17 +94,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.lessons_dir:
         config["LESSONS_DIR"] = str(Path(args.lessons_dir).resolve())
     url = _url(args.host, args.port)
-    if not _is_loopback(args.host):
-        # Beyond loopback only with a token: kept in a 0600 file, never in argv or the process list.
-        config["ACCESS_TOKEN"] = read_or_create_secret(data_dir / "access_token")
+    try:
+        if not is_loopback(args.host):
+            # Beyond loopback only with a token: kept in a 0600 file, never in argv or the process
+            # list. No usable token (a full disk, a read-only data dir) means no server, not an
+            # open one: SecurityConfigError, here or from create_app (the session secret).
+            config["ACCESS_TOKEN"] = read_or_create_secret(data_dir / "access_token")
+        app = create_app(config)
+    except SecurityConfigError as exc:
+        print(f"threadlab: not starting: {exc}", file=sys.stderr)
+        return 2
+    if not is_loopback(args.host):
         print(f"threadlab is open to the network at {url}")
-        for student_url in _student_urls(args.host, args.port):
+        student_urls = _student_urls(args.host, args.port)
+        for student_url in student_urls:
             print(f"Give students this one-time link: {student_url}?token=<the token in "
                   f"{data_dir / 'access_token'}>")
+        if not student_urls:
+            print(f"No network address of this machine is reachable on {args.host}: students "
+                  "cannot connect until it has one.")
     else:
         print(f"threadlab: open {url}")
     print(f"data: {data_dir}   stop: Ctrl-C", flush=True)
-    serve(create_app(config), args.host, args.port)
+    serve(app, args.host, args.port)
     return 0
 
 
@@ -116,13 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="threadlab", description="Learn Python threading by watching it.")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="start the dashboard")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (loopback by default)")
-    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--host", default=defaults.HOST, help="address to bind (loopback by default)")
+    serve.add_argument("--port", type=int, default=defaults.PORT)
     serve.add_argument("--data-dir", help="where runs are kept (default: per-user data folder)")
     serve.add_argument("--lessons-dir", help="a folder of NN_*.py lessons to serve instead of ours")
-    serve.add_argument("--time-limit", type=float, default=300.0,
+    serve.add_argument("--time-limit", type=float, default=defaults.RUN_TIME_LIMIT,
                        help="seconds a run may take before it is stopped (status timeout)")
-    serve.add_argument("--keep-runs", type=int, default=200, metavar="N",
+    serve.add_argument("--keep-runs", type=int, default=defaults.KEEP_RUNS, metavar="N",
                        help="ended runs kept in the data dir: the N that ended last (0: keep every run)")
     sub.add_parser("list", help="list the lessons")
     run = sub.add_parser("run", help="run one lesson here; flags after the id go to the lesson")

@@ -8,19 +8,26 @@ form to it, and DNS rebinding can point a foreign name at it. So, as Jupyter Ser
 2. ``Host`` must be an allowed name with our port on every request, else 400 (DNS rebinding):
    loopback names, the bind address, and for a wildcard bind this machine's addresses and name;
 3. when opened beyond loopback, every request needs the access token (a cookie set by the one-time
-   URL, or ``Authorization: Bearer``), compared in constant time;
+   URL, or ``Authorization: Bearer``), compared in constant time; without a usable token the server
+   does not start, and never serves the network openly;
 4. form posts carry a CSRF token (missing or wrong → 403); JSON bodies need none, because no
    cross-site page can send ``application/json`` without a CORS preflight, which we never grant.
+
+Cookies ignore ports, so the session and token cookies are named after the port: two threadlabs on
+one host keep separate sessions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hmac
 import ipaddress
 import os
+import re
 import secrets
 import socket
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -28,20 +35,99 @@ from flask import Flask, abort, redirect, request, session
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-TOKEN_COOKIE = "threadlab_token"
+MIN_SECRET_CHARS = 32  # token_urlsafe(32) writes 43; anything shorter was cut off or typed in by hand
+# URL-unreserved characters only: the token travels in ``?token=``, a cookie and a Bearer header
+# unescaped, so a secret with anything else in it could never be sent back as it is.
+_SECRET_RE = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+class SecurityConfigError(RuntimeError):
+    """The server cannot be started safely (no usable secret, or open to the network without a
+    token). ``threadlab serve`` prints the message on one line and exits with code 2."""
 
 
 def read_or_create_secret(path: Path, nbytes: int = 32) -> str:
-    """A random secret kept in a 0600 file, so it survives restarts and never shows in argv."""
+    """A random secret kept in a 0600 file, so it survives restarts and never shows in argv.
+
+    A file that is empty, short, not a token or unreadable is replaced by a new secret: a disk that
+    was full at first start left ``access_token`` at 0 bytes, and an empty token used to mean an
+    open server. Raises :class:`SecurityConfigError` when no secret can be written: failing to
+    start is safe, starting without a secret is not.
+    """
     try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_urlsafe(nbytes)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(value)
+        value = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):  # missing, unreadable, a folder, binary junk: all replaced
+        value = ""
+    if len(value) >= max(nbytes, MIN_SECRET_CHARS) and _SECRET_RE.fullmatch(value):
         return value
+    value = secrets.token_urlsafe(nbytes)
+    try:
+        _write_atomically(path, value)
+    except OSError as exc:
+        raise SecurityConfigError(f"cannot write the secret file {path}: {exc.strerror or exc}") from exc
+    return value
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` all at once: a reader (or a crash, or a full disk) sees the old
+    file or the whole new one, never a half-written or empty one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # mkstemp: a unique name (two servers starting at once do not share a temp file) created 0600
+    # with O_EXCL, in the same folder so that os.replace is a rename on one file system.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())  # a full disk shows here, not after the rename
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable; not every FS can
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address keeps the server on this machine (no token needed)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def is_remote(app: Flask) -> bool:
+    """Open beyond loopback: every request then needs the access token."""
+    return not is_loopback(app.config.get("HOST") or "127.0.0.1")
+
+
+def token_cookie(app: Flask) -> str:
+    """The access token's cookie name. Cookies ignore ports, so two threadlabs on one host (a
+    teacher's and a test's) must not overwrite each other's: one name per port."""
+    return f"threadlab_token_{app.config['PORT']}"
+
+
+def session_cookie(port: int) -> str:
+    """The session cookie's name for the server on ``port`` (see :func:`token_cookie`)."""
+    return f"threadlab_session_{port}"
+
+
+def same_secret(given: object, expected: str) -> bool:
+    """Constant-time comparison that is simply False for anything that is not the secret.
+
+    ``hmac.compare_digest`` raises TypeError for a non-ASCII str, so a header or form field of
+    ``ä`` used to be a 500; compared as UTF-8 bytes it is just a wrong token.
+    """
+    if not isinstance(given, str) or not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8"))
 
 
 def allowed_hosts(app: Flask) -> frozenset[str]:
@@ -92,13 +178,24 @@ def _is_websocket() -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
-def _token_ok(app: Flask) -> bool:
-    expected = app.config.get("ACCESS_TOKEN")
-    if not expected:
-        return True
+def _expected_token(app: Flask) -> str | None:
+    """The token every request must carry, or None when the server is open (loopback, no token).
+
+    In remote mode a missing or empty token never means open: init_app refuses to start that way,
+    and should the config change afterwards, requests get 503 rather than free access.
+    """
+    token = app.config.get("ACCESS_TOKEN") or ""
+    if not isinstance(token, str) or len(token) < MIN_SECRET_CHARS:
+        if token or is_remote(app):
+            abort(503, description="this threadlab has no usable access token: restart it")
+        return None
+    return token
+
+
+def _token_ok(app: Flask, expected: str) -> bool:
     header = request.headers.get("Authorization", "")
-    given = header[7:] if header.startswith("Bearer ") else request.cookies.get(TOKEN_COOKIE, "")
-    return hmac.compare_digest(given.encode(), expected.encode())
+    given = header[7:] if header.startswith("Bearer ") else request.cookies.get(token_cookie(app), "")
+    return same_secret(given, expected)
 
 
 def check_request():
@@ -111,19 +208,20 @@ def check_request():
         abort(403, description="cross-origin request refused")
     if request.host not in allowed_hosts(app):
         abort(400, description="unknown Host header")
-    if app.config.get("ACCESS_TOKEN"):
+    expected = _expected_token(app)
+    if expected is not None:
         given = request.args.get("token")
-        if given and hmac.compare_digest(given.encode(), app.config["ACCESS_TOKEN"].encode()):
+        if given and same_secret(given, expected):
             # The one-time URL: keep the token in an HttpOnly cookie and show a clean address,
             # so the token never sits in the address bar of a shared screen.
             response = redirect(request.path)
-            response.set_cookie(TOKEN_COOKIE, given, httponly=True, samesite="Strict")
+            response.set_cookie(token_cookie(app), given, httponly=True, samesite="Strict")
             return response
-        if not _token_ok(app):
+        if not _token_ok(app, expected):
             abort(401, description="this threadlab needs its access token")
     if request.method == "POST" and not request.is_json:
         sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
-        if not sent or not hmac.compare_digest(sent, session.get("csrf", "")):
+        if not same_secret(sent, session.get("csrf", "")):
             abort(403, description="missing or wrong CSRF token: reload the page")
     return None
 
@@ -142,6 +240,15 @@ def set_headers(response):
 
 
 def init_app(app: Flask) -> None:
+    """Install the checks; refuse (SecurityConfigError) a config that would serve the network openly."""
+    token = app.config.get("ACCESS_TOKEN")
+    if is_remote(app) and not (isinstance(token, str) and len(token) >= MIN_SECRET_CHARS):
+        raise SecurityConfigError(
+            f"HOST {app.config.get('HOST')!r} opens threadlab to the network, which needs an "
+            f"ACCESS_TOKEN of at least {MIN_SECRET_CHARS} characters; none usable was given")
+    if token and not (isinstance(token, str) and len(token) >= MIN_SECRET_CHARS):
+        raise SecurityConfigError(f"ACCESS_TOKEN is shorter than {MIN_SECRET_CHARS} characters")
+    app.config["SESSION_COOKIE_NAME"] = session_cookie(app.config["PORT"])
     app.before_request(check_request)
     app.after_request(set_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token

@@ -47,6 +47,9 @@ def test_form_post_without_a_valid_token_gets_403_and_starts_nothing(fault_serve
         session.post_form("/runs", {"lesson": "08", "csrf_token": other.token}),  # another session's
         session.post_form("/runs", {"lesson": "08", "csrf_token": session.token}, cookie=False),
         session.post_form("/runs", {"lesson": "08"}, {"X-CSRF-Token": "forged"}),
+        # Non-ASCII tokens: hmac.compare_digest raises TypeError on a non-ASCII str (it was a 500).
+        session.post_form("/runs", {"lesson": "08", "csrf_token": "jeton-ä€"}),
+        session.post_form("/runs", {"lesson": "08"}, {"X-CSRF-Token": "jeton-\xe4"}),
     ]
     for status, _, body in attempts:
         assert status == 403, (status, body[:200])
@@ -170,8 +173,17 @@ def test_without_the_token_everything_is_refused(token_server):
     assert raw_request(port, "GET", "/api/runs", token_server.host(**wrong))[0] == 401
     assert raw_request(port, "GET", "/api/runs",
                        token_server.host(Authorization=token_server.token))[0] == 401, "Bearer only"
-    assert raw_request(port, "GET", "/api/runs",
-                       token_server.host(Cookie="threadlab_token=wrong"))[0] == 401
+    cookie = f"threadlab_token_{port}"
+    assert raw_request(port, "GET", "/api/runs", token_server.host(Cookie=f"{cookie}=wrong"))[0] == 401
+    # Non-ASCII anywhere a token goes is a wrong token (401), never a 500.
+    for path, headers in (("/api/runs", token_server.host(Authorization="Bearer t\xe4ken")),
+                          ("/api/runs", token_server.host(Cookie=f"{cookie}=t\xe4ken")),
+                          ("/api/runs?token=t%C3%A4ken", token_server.host()),
+                          ("/api/runs?token=%E2%82%AC", token_server.host())):
+        assert raw_request(port, "GET", path, headers)[0] == 401, (path, headers)
+    # The token cookie of a threadlab on another port (cookies ignore ports) is not ours.
+    other = token_server.host(Cookie=f"threadlab_token_{port + 1}={token_server.token}")
+    assert raw_request(port, "GET", "/api/runs", other)[0] == 401
     status, _, _ = raw_request(port, "POST", "/runs",
                                token_server.host(**{"Content-Type": "application/json"}),
                                b'{"lesson": "08", "params": {}}')
@@ -220,7 +232,7 @@ def test_the_one_time_url_sets_an_httponly_cookie_and_redirects_to_a_clean_url(t
     attributes = [part.strip().lower() for part in cookie.split(";")]
     assert "httponly" in attributes and "samesite=strict" in attributes
     pair = cookie.split(";")[0]
-    assert pair == f"threadlab_token={token_server.token}"
+    assert pair == f"threadlab_token_{port}={token_server.token}", "one token cookie per port"
     status, _, body = raw_request(port, "GET", "/lessons/01", token_server.host(Cookie=pair))
     assert status == 200 and b"run-form" in body
     assert raw_upgrade(port, "/api/runs/nope/ws", token_server.host(Cookie=pair))[0] == 404
@@ -246,9 +258,13 @@ def test_the_token_does_not_lift_host_and_origin_checks(token_server):
         assert raw_request(port, "GET", "/api/runs", headers)[0] == 200
     elsewhere = {**token_server.bearer(), "Host": f"203.0.113.250:{port}"}
     assert raw_request(port, "GET", "/api/runs", elsewhere)[0] == 400
+    # The printed links are ones students can use: never 0.0.0.0, and on an IPv4 bind only IPv4
+    # addresses (an IPv6 link to 0.0.0.0 cannot connect).
     lan = [name for name in names[:-1] if name not in ("127.0.0.1", "[::1]")]
-    for name in lan:  # the printed links are ones students can use, never 0.0.0.0
-        assert f"one-time link: http://{name}:{port}/?token=" in token_server.output()
+    for name in lan:
+        printed = f"one-time link: http://{name}:{port}/?token=" in token_server.output()
+        assert printed == (":" not in name), name
+    assert "http://0.0.0.0:" not in token_server.output().split("one-time link")[-1]
     # Form posts still need their CSRF token, cookie or not.
     status, _, _ = raw_request(port, "POST", "/runs",
                                token_server.bearer(**{"Content-Type": "application/x-www-form-urlencoded"}),
