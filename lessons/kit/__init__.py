@@ -12,23 +12,31 @@ Everything the kit starts runs in threads named ``threadlab-…``, which snapsho
 Settings come from the environment, so the server and the lesson share nothing but the event schema:
 ``THREADLAB_SAMPLE_INTERVAL`` (seconds between thread samples, default 0.1; 0 turns sampling off),
 ``THREADLAB_PARENT_FD`` / ``THREADLAB_PARENT_PID`` (the parent watch, see :mod:`.control`).
+
+Importing this package is kept light (no logging, json, ctypes or sampler until :func:`setup` or
+an attribute asks for them): ``python -m lessons.kit.boot``, the launcher of every worker, imports
+it first, also for programs that never use the kit.
 """
 
 from __future__ import annotations
 
-import argparse
 import atexit
-import logging
+import importlib
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
-from typing import Any
 
-from . import control, events
-from .args import float_range, int_range, lesson_parser
-from .sampler import Sampler
+# typing costs 3 ms to import, more than the rest of this file: the annotations are strings anyway.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    import logging
+    from collections.abc import Callable
+    from typing import Any
+
+    from .args import float_range, int_range, lesson_parser
+    from .sampler import Sampler
 
 __all__ = [
     "cancel_on_interrupt",
@@ -39,9 +47,31 @@ __all__ = [
     "setup",
 ]
 
-_log = logging.getLogger("threadlab.kit")
+_ARG_HELPERS = ("float_range", "int_range", "lesson_parser")
+_SUBMODULES = ("args", "control", "events", "frames", "logsetup", "sampler", "signals", "traced")
+
+
+def __getattr__(name: str) -> Any:
+    """``kit.lesson_parser`` and ``kit.traced`` without importing them all up front (see above)."""
+    if name in _ARG_HELPERS:
+        from . import args
+
+        return getattr(args, name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# The current sampler. Replaced only by setup() under _sampler_lock (two setups at once would
+# otherwise both stop the old one and leave one of the new ones running unseen), never set back
+# to None. Readers do not lock: each takes the reference into a local once (one atomic read), so
+# a setup() in another thread cannot swap it between their check and their use.
+_sampler_lock = threading.Lock()
 _sampler: Sampler | None = None
-_on_interrupt: list[Callable[[], None]] = []  # what SIGINT should do, registered by the lesson
+# What SIGINT should do, registered by the lesson from any thread, cleared by setup() and run by
+# threadlab-interrupts: _on_interrupt_lock guards the list, and nobody calls a callback under it.
+_on_interrupt_lock = threading.Lock()
+_on_interrupt: list[Callable[[], None]] = []
 
 
 def setup(args: argparse.Namespace, logger_name: str = "lesson") -> logging.Logger:
@@ -51,25 +81,35 @@ def setup(args: argparse.Namespace, logger_name: str = "lesson") -> logging.Logg
     stopped and everything is set up afresh.
     """
     global _sampler
+    import logging
+
+    from . import control, events
+    from .logsetup import configure
+    from .sampler import Sampler
+
     json_mode = args.log_format == "json"
     if json_mode:
         events.enable()
-    from .logsetup import configure
 
     configure(args.log_format, getattr(args, "verbose", False))
-    if _sampler is not None:
-        _sampler.stop()
     interval = float(os.environ.get("THREADLAB_SAMPLE_INTERVAL", "0.1"))
     # 0 turns snapshots off; the deadlock watch still wakes every 0.1 s
     # (never wait(0): a busy loop).
-    _sampler = Sampler(
+    sampler = Sampler(
         interval=interval if interval > 0 else 0.1, snapshots=json_mode and interval > 0
     )
-    _sampler.start()
+    with _sampler_lock:  # stop the old one and publish the new one as one step (see _sampler)
+        if _sampler is not None:
+            _sampler.stop()
+        sampler.start()
+        _sampler = sampler
     global _interrupts, _wake_read, _wake_write
-    _on_interrupt.clear()
-    _interrupts = 0
+    with _on_interrupt_lock:
+        _on_interrupt.clear()
+    # The SIGINT state below (_interrupts, the wake pipe, the handler) is owned by the main thread:
+    # only it runs signal handlers, and only it gets here, so "no pipe yet? make one" is no race.
     if threading.current_thread() is threading.main_thread():
+        _interrupts = 0
         if _wake_read < 0:
             _wake_read, _wake_write = os.pipe()
             threading.Thread(
@@ -87,7 +127,8 @@ def cancel_on_interrupt(token: threading.Event | Any) -> None:
 
     Without any token, SIGINT ends the lesson at once (exit code 130). A second SIGINT always does.
     """
-    _on_interrupt.append(token.set)
+    with _on_interrupt_lock:
+        _on_interrupt.append(token.set)
 
 
 # The SIGINT handler runs in the main thread between two bytecodes, possibly while that thread holds
@@ -107,29 +148,39 @@ def _handle_sigint(signum: int, _frame: object) -> None:
 
 
 def _interrupt_worker() -> None:
+    import logging
+
+    log = logging.getLogger("threadlab.kit")
     while True:
         signum = os.read(_wake_read, 1)[0]
         name = signal.Signals(signum).name
-        if not _on_interrupt:
-            _log.warning("got %s: no cancellation token registered, exiting now", name)
+        # One copy under the lock, then decide and act on that copy: checking the list, then
+        # reading it again, would let a token registered in between be both absent and called.
+        with _on_interrupt_lock:
+            callbacks = list(_on_interrupt)
+        if not callbacks:
+            log.warning("got %s: no cancellation token registered, exiting now", name)
             _flush_and_exit(130)
-        _log.warning("got %s: asking every thread to stop (press again to exit at once)", name)
-        for callback in list(_on_interrupt):
+        log.warning("got %s: asking every thread to stop (press again to exit at once)", name)
+        for callback in callbacks:  # outside the lock: a token's set() may log, or register more
             callback()
 
 
-
 def _flush_and_exit(code: int) -> None:
-    if _sampler is not None:
-        _sampler.stop()
+    sampler = _sampler
+    if sampler is not None:
+        sampler.stop()
     sys.stdout.flush()
     os._exit(code)
 
 
 def emit_result(**values: Any) -> dict[str, Any]:
     """Report the numbers the lesson proves: a ``result`` event (JSON mode) or a block of text."""
-    if _sampler is not None and _sampler.snapshots:
-        _sampler.write_snapshot(force=True)  # the table the learner sees matches the result
+    from . import events
+
+    sampler = _sampler
+    if sampler is not None and sampler.snapshots:
+        sampler.write_snapshot(force=True)  # the table the learner sees matches the result
     if events.enabled():
         events.emit("result", values=values)
     else:
@@ -145,8 +196,9 @@ def emit_result(**values: Any) -> dict[str, Any]:
 
 
 def _final_snapshot() -> None:
-    if _sampler is not None:
-        _sampler.stop()
+    sampler = _sampler
+    if sampler is not None:
+        sampler.stop()
 
 
 # atexit runs after the interpreter has joined every non-daemon thread:

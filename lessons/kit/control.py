@@ -62,15 +62,18 @@ def watch_parent() -> None:
 
 
 def stacks_event() -> dict:
-    """Every lesson thread's stack at one instant."""
-    current = sys._current_frames()
+    """Every lesson thread's stack at one instant (see :func:`frames.thread_stacks`).
+
+    On a free-threaded build only the caller's own stack can be read safely, and the caller is
+    usually ``threadlab-commands``, left out here: the event then lists the lesson's threads by
+    name with empty ``frames`` and says why in ``limited``.
+    """
+    lesson_threads = [t for t in threading.enumerate() if not is_kit_thread(t)]
+    limited = frames.limitation()
     return events.make(
         "stacks",
-        threads=[
-            {"name": t.name, "ident": t.ident, "frames": frames.stack(current.get(t.ident))}
-            for t in threading.enumerate()
-            if not is_kit_thread(t)
-        ],
+        threads=frames.thread_stacks(lesson_threads),
+        **({"limited": limited} if limited else {}),
     )
 
 

@@ -16,14 +16,25 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
-_write_lock = threading.Lock()  # guards _stream: one whole line per holder
+# _write_lock guards _stream: writing through it (one whole line per holder) and replacing it.
+# Readers that only ask "JSON mode?" (enabled()) read it once without the lock; write() checks it
+# again under the lock, so a stream switched off meanwhile is never written to after disable().
+_write_lock = threading.Lock()
 _stream = None  # binary stdout in JSON mode; None in text mode (events are then not written)
 
 
 def enable(stream=None) -> None:
     """Switch JSON mode on: events go to ``stream`` (default: the binary stdout)."""
     global _stream
-    _stream = stream if stream is not None else sys.stdout.buffer
+    with _write_lock:
+        _stream = stream if stream is not None else sys.stdout.buffer
+
+
+def disable() -> None:
+    """Switch JSON mode off (tests); a write already under way finishes first."""
+    global _stream
+    with _write_lock:
+        _stream = None
 
 
 def enabled() -> bool:
@@ -43,9 +54,11 @@ def write(event: dict[str, Any]) -> None:
     the server batches on its side, per pipe read.
     """
     if _stream is None:
-        return
+        return  # text mode: skip the encoding (only a shortcut; the check that counts is below)
     line = json.dumps(event, default=str, ensure_ascii=False).encode("utf-8", "replace") + b"\n"
     with _write_lock:
+        if _stream is None:
+            return  # switched off since the check above: a test ended, for one
         try:
             _stream.write(line)
             _stream.flush()

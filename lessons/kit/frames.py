@@ -6,14 +6,37 @@ own, so its state is read from two places: the standard-library function it is i
 frame is the lesson's own code, the call expression being executed (``time.sleep(0.1)`` → sleeping,
 found from the instruction's source position). Both are cached per code position, so a sample costs
 a few dictionary look-ups per thread.
+
+**This module is the only place in the kit that reads another thread's frames** (``sys.
+_current_frames``, and ``f_back``, ``f_lasti``, ``f_lineno`` of what it returns), so the question
+"is that safe?" has one answer, here:
+
+- *With the GIL* (every build the project supports today) it is safe. A thread changes its own
+  frame stack (pushes, pops, moves its instruction pointer) only while it holds the GIL, and so do
+  we while we read: while one of our bytecodes runs, the thread we look at is stopped between two
+  of its own, or in C code that does not touch its Python frames. A frame object that has returned
+  by the time we read it keeps its own copy of its data, so reading it is stale, never unsafe. What
+  we read is not one instant across threads (the GIL may pass between two of our reads), which is
+  fine for a table refreshed ten times a second.
+- *Without the GIL* (a free-threaded build, ``sys._is_gil_enabled()`` False) the other thread runs
+  in parallel and frees or rewrites the frame we are reading: a known use-after-free crash
+  (python/cpython#152355, found with ThreadSanitizer in ``PyFrame_GetLineNumber``). There,
+  :func:`current_frames` returns nothing, so snapshots are built from the traced primitives alone
+  (no ``where``; ``running`` unless a traced primitive says otherwise) and :func:`thread_stacks`
+  shows only the calling thread's own stack, which is always safe to walk. Events built that way
+  carry ``limited`` (:data:`FREE_THREADED_NOTE`) so nobody mistakes the gap for an idle thread.
 """
 
 from __future__ import annotations
 
+import gc
 import linecache
 import os
 import re
+import sys
 import sysconfig
+import threading
+from collections.abc import Iterable
 from types import CodeType, FrameType
 
 KIT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -70,8 +93,76 @@ BLOCKING_CALLS = {
 }
 
 _CALL_RE = re.compile(r"\s*([A-Za-z_][\w.]*)\s*\(")
+# Caches shared by the sampler and the command thread without a lock, on purpose: each entry is
+# written by one dict assignment (atomic), and two threads racing on a key store the same value,
+# so a lost race costs one recomputation, never a wrong answer.
 _callee_cache: dict[tuple[CodeType, int], str] = {}
 _stdlib_cache: dict[str, bool] = {}
+
+FREE_THREADED_NOTE = (
+    "free-threaded build: other threads' frames are not read (a known crash there); "
+    "states come from traced primitives only"
+)
+
+
+def gil_enabled() -> bool:
+    """False only on a free-threaded build running without the GIL (3.13t and later).
+
+    Asked each time rather than once at import: such a build can turn the GIL back on at run time
+    (an extension that needs it), and tests switch it by monkeypatching ``sys._is_gil_enabled``.
+    """
+    return getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
+def limitation() -> str | None:
+    """:data:`FREE_THREADED_NOTE` where other threads' frames cannot be read, else ``None``."""
+    return None if gil_enabled() else FREE_THREADED_NOTE
+
+
+# Serialises the kit's calls of sys._current_frames() (sampler, dump, emit_result) and guards the
+# collector switch below: with two callers at once, one could turn the collector back on while
+# the other is still inside the call.
+_current_frames_lock = threading.Lock()
+
+
+def current_frames() -> dict[int, FrameType]:
+    """Every thread's innermost frame by ident (``sys._current_frames()``): ``{}`` without the GIL.
+
+    The one call in the kit that reaches into other threads' stacks; see the module docstring for
+    why it is safe under the GIL and why it must not run without it.
+
+    The garbage collector is off during the call. ``sys._current_frames()`` holds the runtime's
+    thread-list lock while it allocates; a collection there runs Python code (weakref callbacks,
+    ``__del__``), which may hand the GIL to a thread that is starting or ending and so needs that
+    same lock: a deadlock (python/cpython#106883, seen here on 3.11 with threads coming and going).
+    A lesson thread that switches the collector itself during these microseconds may find it on
+    again: the one gap left, since ``gc`` has no way to switch it for one call only.
+    """
+    if not gil_enabled():
+        return {}
+    with _current_frames_lock:
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return sys._current_frames()
+        finally:
+            if was_enabled:
+                gc.enable()
+
+
+def thread_stacks(threads: Iterable[threading.Thread]) -> list[dict]:
+    """``{name, ident, frames}`` for each of ``threads``, at one instant (a ``stacks`` event).
+
+    Without the GIL only the calling thread's own stack is filled in (walking one's own frames is
+    always safe); the others come with their names and no frames.
+    """
+    current = current_frames()  # empty only without the GIL: we are a thread ourselves
+    if not current:
+        # Our caller's frame (this helper's own says nothing): ours to walk, even in parallel.
+        current = {threading.get_ident(): sys._getframe(1)}
+    return [
+        {"name": t.name, "ident": t.ident, "frames": stack(current.get(t.ident))} for t in threads
+    ]
 
 
 def is_stdlib(filename: str) -> bool:

@@ -53,16 +53,29 @@ class Sampler:
     """Snapshots of lesson threads; up to ``MAX_FINISHED`` finished ones stay (greyed)."""
 
     def __init__(self, interval: float, snapshots: bool) -> None:
+        # Set here and only read afterwards: shared by every thread without a lock.
         self.interval = interval
         self.snapshots = snapshots
         self.main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-        self._rows: dict[threading.Thread, dict[str, Any]] = {}  # sampler thread only
+        # write_snapshot() runs in threadlab-sampler and in the lesson's thread at once
+        # (emit_result, stop(), atexit). _lock guards _rows, _last_written and _last_time, and the
+        # draining of _born. Invariant: one thread at a time builds a snapshot and writes it, so
+        # _rows is never changed while another thread iterates it, _last_written is the table
+        # last written, and snapshots reach the stream in the order they were taken. Held while
+        # writing the event (the event writer's lock is a leaf: its holder takes nothing else),
+        # never while waiting for anything else. Not reentrant: a Python signal handler must not
+        # call emit_result (the kit's own handler only writes a byte to a pipe).
+        self._lock = threading.Lock()
+        self._rows: dict[threading.Thread, dict[str, Any]] = {}
         self._last_written: list[dict[str, Any]] | None = None
         self._last_time = 0.0
+        # Appended by each new thread (one list.append: atomic, no lock, see _note_new_thread);
+        # drained only under _lock, by copying then deleting that many from the front, so an
+        # append landing in between stays for the next sample.
+        self._born: list[threading.Thread] = []
+        # Owned by threadlab-sampler (check_deadlock runs only there): no lock.
         self._cycle_since: float | None = None
         self._cycle_reported = False
-        # Appended by new threads (atomic), drained by rows().
-        self._born: list[threading.Thread] = []
         # Set by stop(); the sampler thread waits on it between samples.
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="threadlab-sampler", daemon=True)
@@ -75,11 +88,16 @@ class Sampler:
     def _note_new_thread(self, frame, event: str, arg: Any) -> None:
         """Runs once in each new thread (see the module docstring), then turns itself off."""
         sys.setprofile(None)
+        # No lock: a profile hook runs inside whatever the new thread calls first, and one append
+        # is atomic (a single operation under the GIL, a per-list lock on free-threaded builds).
         self._born.append(threading.current_thread())
 
     def stop(self) -> None:
         """Take a last snapshot (every thread's final state) and stop sampling."""
-        if threading.getprofile() == self._note_new_thread:  # a lesson may have set its own since
+        # Remove our hook, not one the lesson installed since. threading offers no compare-and-
+        # swap, so a lesson calling threading.setprofile between this check and the reset would
+        # lose its hook; lessons set it (if ever) in their main thread before this runs at exit.
+        if threading.getprofile() == self._note_new_thread:
             threading.setprofile(None)
         self._stop.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
@@ -98,7 +116,15 @@ class Sampler:
             self._stop.wait(self.interval)
 
     def rows(self) -> list[dict[str, Any]]:
-        current = sys._current_frames()
+        """Every lesson thread's row now (updating the table ``write_snapshot`` writes)."""
+        with self._lock:
+            return self._rows_locked()
+
+    def _rows_locked(self) -> list[dict[str, Any]]:
+        # Caller holds _lock. Frames come from frames.current_frames(), the kit's one reader of
+        # other threads' stacks: {} on a free-threaded build, where rows fall back to the traced
+        # primitives' state and have no "where" (the snapshot says so in "limited").
+        current = frames.current_frames()
         # Drain the newborn before listing the living:
         # a newborn missing from that list has finished.
         born = self._born[:]
@@ -115,7 +141,8 @@ class Sampler:
         finished = [t for t, row in self._rows.items() if not row["alive"]]
         for thread in finished[:-MAX_FINISHED]:
             del self._rows[thread]
-        return list(self._rows.values())
+        # Copies: a later sample updates these rows in place, and the caller reads them unlocked.
+        return [dict(row) for row in self._rows.values()]
 
     def _row(self, thread: threading.Thread, frame) -> dict[str, Any]:
         alive = thread.is_alive()  # False too for the main thread at exit (atexit runs after)
@@ -142,13 +169,21 @@ class Sampler:
         }
 
     def write_snapshot(self, force: bool = False) -> None:
-        rows = self.rows()
-        # CPU seconds change all the time; write for them only once a second.
-        comparable = [{k: v for k, v in row.items() if k != "cpu_s"} for row in rows]
-        now = time.monotonic()
-        if force or comparable != self._last_written or now - self._last_time >= HEARTBEAT:
-            events.emit("threads", threads=rows)
-            self._last_written, self._last_time = comparable, now
+        """Write a ``threads`` event if anything changed (or ``force``); any thread may call it.
+
+        Reading the table, comparing it with the last one written and writing it is one step
+        under ``_lock`` (see ``__init__``): two threads checking "changed?" and then both writing,
+        or one iterating ``_rows`` while the other adds a row, was a real crash.
+        """
+        with self._lock:
+            rows = self._rows_locked()
+            # CPU seconds change all the time; write for them only once a second.
+            comparable = [{k: v for k, v in row.items() if k != "cpu_s"} for row in rows]
+            now = time.monotonic()
+            if force or comparable != self._last_written or now - self._last_time >= HEARTBEAT:
+                limited = frames.limitation()
+                events.emit("threads", threads=rows, **({"limited": limited} if limited else {}))
+                self._last_written, self._last_time = comparable, now
 
     def check_deadlock(self) -> None:
         cycle = traced.find_cycle()

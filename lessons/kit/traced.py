@@ -8,8 +8,11 @@ in the module's tables, which the sampler reads into every ``threads`` snapshot:
 - ``_waiting[ident]``: ``(name, state, since)`` for a thread blocked in one of them.
 
 The tables are plain dicts and lists changed by single operations (``append``, ``remove``,
-``pop``), which the GIL makes atomic, so the uncontended path takes no extra lock: a hot loop over a
-traced lock costs a few hundred nanoseconds more than a bare one, and lesson 05's race still shows.
+``pop``), which the GIL makes atomic (free-threaded builds lock each dict and list per operation),
+so the uncontended path takes no extra lock: a hot loop over a traced lock costs a few hundred
+nanoseconds more than a bare one, and lesson 05's race still shows. That holds only while no code
+tests an entry and then acts on it as a second step; readers copy (``holds``) or read once
+(``waiting``), and ``_gave`` removes and handles "was not there" instead of checking first.
 Only operations that matter are written as ``sync`` events: a wait that blocks, the acquire that
 ends it, a timeout, a notify, a set.
 """
@@ -54,15 +57,23 @@ def _took(ident: int, name: str) -> None:
 
 
 def _gave(ident: int, name: str) -> None:
+    # Each step is one remove() that either happens or raises, never "is it there? then remove":
+    # another thread releasing the same semaphore may take the name out of this very list between
+    # the two, and the second remove() would raise out of release().
     held = _holds.get(ident)
-    if held and name in held:
-        held.remove(name)
-        return
+    if held is not None:
+        try:
+            held.remove(name)
+            return
+        except ValueError:
+            pass
     # A semaphore may be released by a thread that did not acquire it: drop it from any holder.
     for other in list(_holds.values()):
-        if name in other:
+        try:
             other.remove(name)
             return
+        except ValueError:
+            continue
 
 
 class _Blocking:
@@ -281,6 +292,8 @@ class Event:
         self._inner.clear()
 
     def wait(self, timeout: float | None = None) -> bool:
+        # Only saves reporting a wait that would not block: if the event is set just after this
+        # check, the wait below returns at once, so the check decides nothing that matters.
         if self._inner.is_set():
             return True
         with _Blocking(self.name, "waiting-event"):
