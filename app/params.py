@@ -7,7 +7,6 @@ field, so the API answers 400 and the page shows the message beside that field.
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -25,7 +24,51 @@ class ParamError(ValueError):
         self.message = message
 
 
+def _describe(param: Param) -> str:
+    """The number rule in the kit's own words (``lessons.kit.args.Bounded.describe``)."""
+    noun = "a whole number" if param.type == "int" else "a number"
+    if param.min is not None and param.max is not None:
+        return f"{noun} from {param.min} to {param.max}"
+    if param.min is not None:
+        return f"{noun} of at least {param.min}"
+    if param.max is not None:
+        return f"{noun} of at most {param.max}"
+    return noun
+
+
+def _number(param: Param, raw: Any) -> int | float:
+    if isinstance(raw, float) and param.type == "int":
+        raise ParamError(param.name, "expected a whole number")
+    if not isinstance(raw, (int, float, str)):
+        raise ParamError(param.name, f"expected a number, got {type(raw).__name__}")
+    text = str(raw).strip()
+    if not text:
+        raise ParamError(param.name, "a value is required")
+    if len(text) > MAX_NUMBER_TEXT:
+        raise ParamError(param.name, "number too long")
+    try:
+        # int() and float() are what the lesson's argparse type applies to the same text.
+        value = int(text) if param.type == "int" else float(text)
+    except ValueError:
+        raise ParamError(param.name, f"expected {_describe(param)}, got {text!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParamError(param.name, f"expected a finite number, got {text!r}")
+    try:
+        out_of_range = (param.min is not None and value < param.min) or (
+            param.max is not None and value > param.max)
+    except TypeError:  # a bound that is not a number (a teacher's own type): the lesson checks it
+        out_of_range = False
+    if out_of_range:
+        raise ParamError(param.name, f"expected {_describe(param)}, got {text!r}")
+    return value
+
+
 def _convert(param: Param, raw: Any) -> Any:
+    if isinstance(raw, str):
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800"), which a JSON body can carry
+            raise ParamError(param.name, "text must be valid Unicode (no lone surrogates)") from None
     if param.type == "bool":
         if isinstance(raw, bool):
             return raw
@@ -37,23 +80,7 @@ def _convert(param: Param, raw: Any) -> Any:
     if isinstance(raw, bool):
         raise ParamError(param.name, f"expected {param.type}, got a boolean")
     if param.type in ("int", "float"):
-        if isinstance(raw, float) and param.type == "int":
-            raise ParamError(param.name, "expected a whole number")
-        if not isinstance(raw, (int, float, str)):
-            raise ParamError(param.name, f"expected a number, got {type(raw).__name__}")
-        text = str(raw).strip()
-        if not text:
-            raise ParamError(param.name, "a value is required")
-        if len(text) > MAX_NUMBER_TEXT:
-            raise ParamError(param.name, "number too long")
-        try:
-            convert = param.converter or (float if param.type == "float" else int)
-            value = convert(text)
-        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
-            raise ParamError(param.name, str(exc) or f"expected {param.type}") from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ParamError(param.name, "expected a finite number")
-        return value
+        return _number(param, raw)
     if not isinstance(raw, (str, int, float)):
         raise ParamError(param.name, f"expected text, got {type(raw).__name__}")
     text = str(raw)
@@ -64,11 +91,8 @@ def _convert(param: Param, raw: Any) -> Any:
             if str(choice) == text:
                 return choice
         raise ParamError(param.name, f"choose one of {', '.join(map(str, param.choices or ()))}")
-    if param.converter not in (None, str):
-        try:
-            return param.converter(text)
-        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
-            raise ParamError(param.name, str(exc) or "invalid value") from None
+    # Any other type is text here; a teacher's own converter (Path, a function) runs in the lesson,
+    # whose argparse refuses what it cannot take, as it would on the command line.
     return text
 
 
@@ -79,7 +103,8 @@ def validate(lesson: Lesson, raw: Mapping[str, Any], *, from_form: bool = False)
     """
     unknown = sorted(set(raw) - {p.name for p in lesson.params})
     if unknown:
-        raise ParamError(unknown[0], "unknown parameter")
+        # Named as sent, except what UTF-8 cannot carry (a lone surrogate): the answer must encode.
+        raise ParamError(unknown[0].encode("utf-8", "backslashreplace").decode("utf-8"), "unknown parameter")
     values: dict[str, Any] = {}
     for param in lesson.params:
         if param.name in raw:

@@ -1,35 +1,43 @@
-"""The lesson registry: every ``lessons/NN_*.py``, read without running it.
+"""The lesson registry: every ``lessons/NN_*.py``, read without running it in the server.
 
-For each file we import the module (lessons do no work at import time) only to call its
-``build_parser()`` and read its docstring and ``SIGNALS``/``REQUIRES``. A teacher's own file is listed
-even when it misses parts of the lesson standard: what is there is shown, what is not stays empty,
-and a file that fails to import is listed as unavailable with the error.
+A teacher's file may do anything at import: start threads and join them all, loop, fork, or end in
+``raise SystemExit(main())`` with no ``__main__`` guard. So the server never imports a lesson: a
+short-lived subprocess (:mod:`lessons.kit.describe`) does, in its own process group, and answers one
+JSON line (docstring, parser options, ``SIGNALS``, ``REQUIRES``). No answer within
+``METADATA_TIMEOUT``, a crash, an exit or a fork lists the file as unavailable with the reason, and
+the whole group is killed. Answers (failures too) are cached by path, mtime and size for the life of
+the process, so page loads and the many ``Registry`` objects of the tests cost a ``stat`` per file.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import re
-import sys
 import textwrap
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lessons.kit.args import KIT_OPTIONS, Bounded
+from . import defaults
+from .probe import Unreadable, probe
 
+ROOT = Path(__file__).resolve().parent.parent
 LESSON_GLOB = "[0-9][0-9]_*.py"
 SECTION_NAMES = ("Problem", "What to watch", "Expected output", "Failure modes", "Exercises")
 _SECTION_RE = re.compile(rf"^({'|'.join(SECTION_NAMES)}):\s*$")
 # Each extra a lesson may declare, and the module that proves it is installed.
 EXTRA_MODULES = {"qt": "PySide6"}
 SUMMARY_CHARS = 120  # a summary ends at the first sentence end past this many characters
+PARAM_TYPES = ("int", "float", "str", "bool", "choice")
+PROBE_WORKERS = 8  # probes mostly wait (startup, a hung file): more than the 2 cores is fine
+
 
 
 @dataclass
 class Param:
-    """One lesson option, as the form and the validator see it."""
+    """One lesson option, as the form and the validator see it (plain data: it crossed a process)."""
 
     name: str
     flag: str
@@ -39,7 +47,6 @@ class Param:
     choices: list[Any] | None = None
     min: float | None = None
     max: float | None = None
-    converter: Any = field(default=None, repr=False)  # argparse type callable, for validation
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in
@@ -56,6 +63,7 @@ class Lesson:
     params: list[Param] = field(default_factory=list)
     signals: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()
+    exercises: list[Any] = field(default_factory=list)  # reserved: the describer sends [] for now
     error: str = ""  # why the file could not be read, if it could not
 
     @property
@@ -107,41 +115,81 @@ def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     return title, {k: textwrap.dedent("\n".join(v)).strip() for k, v in sections.items()}
 
 
-def describe_action(action: argparse.Action) -> Param:
-    """Turn one argparse option into a :class:`Param` (type, bounds, choices, default)."""
-    flag = max(action.option_strings, key=len) if action.option_strings else action.dest
-    common = {"name": action.dest, "flag": flag, "default": action.default, "help": action.help or ""}
-    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-        return Param(type="bool", **common)
-    if action.choices is not None:
-        return Param(type="choice", choices=list(action.choices), converter=action.type, **common)
-    if isinstance(action.type, Bounded):
-        return Param(type=action.type.kind.__name__, min=action.type.min, max=action.type.max,
-                     converter=action.type, **common)
-    if action.type in (int, float):
-        return Param(type=action.type.__name__, converter=action.type, **common)
-    return Param(type="str", converter=action.type, **common)
+def _param(raw: dict[str, Any]) -> Param:
+    kind = raw.get("type") if raw.get("type") in PARAM_TYPES else "str"
+    choices = raw.get("choices")
+    return Param(name=str(raw["name"]), flag=str(raw["flag"]), type=kind, default=raw.get("default"),
+                 help=str(raw.get("help") or ""), choices=list(choices) if kind == "choice" else None,
+                 min=raw.get("min"), max=raw.get("max"))
 
 
-def load_lesson(path: Path) -> Lesson:
+def load_lesson(path: Path, timeout: float | None = None) -> Lesson:
+    """Read one lesson file through the describer subprocess (uncached; see :func:`load_lessons`)."""
+    path = Path(path)
     lesson = Lesson(id=path.stem, number=path.name[:2], path=path)
     try:
-        spec = importlib.util.spec_from_file_location(f"threadlab_registry.{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        lesson.title, lesson.sections = parse_docstring(module.__doc__ or "")
-        lesson.signals = tuple(getattr(module, "SIGNALS", ()))
-        lesson.requires = tuple(getattr(module, "REQUIRES", ()))
-        if hasattr(module, "build_parser"):
-            parser = module.build_parser()
-            lesson.params = [describe_action(a) for a in parser._actions
-                             if a.option_strings and a.dest not in ("help", *KIT_OPTIONS)]
-    except Exception as exc:  # a teacher's broken file must not take the index down
-        lesson.error = f"{type(exc).__name__}: {exc}"
-    finally:
-        sys.modules.pop(f"threadlab_registry.{path.stem}", None)
+        answer = probe(path, defaults.METADATA_TIMEOUT if timeout is None else timeout)
+        lesson.title, lesson.sections = parse_docstring(str(answer.get("doc") or ""))
+        lesson.signals = tuple(str(s) for s in answer.get("signals") or ())
+        lesson.requires = tuple(str(r) for r in answer.get("requires") or ())
+        lesson.params = [_param(p) for p in answer.get("params") or ()]
+        lesson.exercises = list(answer.get("exercises") or ())
+    except Unreadable as exc:
+        lesson.error = str(exc)
+    except Exception as exc:  # a malformed answer or no process to start: listed, never fatal
+        lesson.error = f"could not be read: {type(exc).__name__}: {exc}"
     lesson.title = lesson.title or path.stem
     return lesson
+
+
+# One entry per lesson path: the (mtime_ns, size) it was read at, and the probe's Future. Guarded by
+# _cache_lock. The Future goes in before the probe runs, so a second caller asking for the same file
+# meanwhile waits for that probe instead of starting its own.
+_cache_lock = threading.Lock()
+_cache: dict[Path, tuple[tuple[int, int], Future[Lesson]]] = {}
+
+
+def _unreadable(path: Path, reason: str) -> Lesson:
+    return Lesson(id=path.stem, number=path.name[:2], path=path, title=path.stem, error=reason)
+
+
+def _fulfil(path: Path, future: Future[Lesson]) -> None:
+    try:
+        future.set_result(load_lesson(path))
+    except BaseException as exc:  # whoever waits on this future must never wait for ever
+        future.set_result(_unreadable(path, f"could not be read: {type(exc).__name__}"))
+
+
+def load_lessons(paths: list[Path]) -> list[Lesson]:
+    """The lessons of ``paths`` (in order; files gone meanwhile are left out), probing changed
+    files side by side and the rest from the cache."""
+    todo: list[tuple[Path, Future[Lesson]]] = []
+    futures: list[Future[Lesson]] = []
+    with _cache_lock:
+        for path in paths:
+            try:
+                info = path.stat()
+            except OSError:
+                continue
+            stamp, entry = (info.st_mtime_ns, info.st_size), _cache.get(path.absolute())
+            if entry is None or entry[0] != stamp:
+                entry = (stamp, Future())
+                _cache[path.absolute()] = entry
+                todo.append((path, entry[1]))
+            futures.append(entry[1])
+    try:
+        if todo:
+            with ThreadPoolExecutor(min(PROBE_WORKERS, len(todo)), "threadlab-registry") as pool:
+                for path, future in todo:
+                    pool.submit(_fulfil, path, future)
+    except BaseException:  # no thread to probe with (the interpreter is shutting down)
+        with _cache_lock:
+            for path, future in todo:
+                if not future.done():  # answer those waiting, and do not remember it
+                    future.set_result(_unreadable(path, "could not be read: no thread to probe it"))
+                    _cache.pop(path.absolute(), None)
+        raise
+    return [future.result() for future in futures]
 
 
 class Registry:
@@ -149,22 +197,31 @@ class Registry:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
+        # Invariant: _lessons is what the files listed in _stamp held, and the two change together,
+        # under _lock; request threads call all()/get() at once, and a check-then-act on them
+        # without the lock could pair an old listing with a new stamp (and never re-read).
+        self._lock = threading.Lock()
         self._stamp: tuple | None = None
-        self._lessons: dict[str, Lesson] = {}
-
-    def _current_stamp(self) -> tuple:
-        return tuple((p.name, p.stat().st_mtime_ns) for p in sorted(self.folder.glob(LESSON_GLOB)))
+        self._lessons: list[Lesson] = []
 
     def all(self) -> list[Lesson]:
-        stamp = self._current_stamp()
-        if stamp != self._stamp:
-            self._lessons = {p.stem: load_lesson(p) for p in sorted(self.folder.glob(LESSON_GLOB))}
-            self._stamp = stamp
-        return list(self._lessons.values())
+        with self._lock:
+            paths = sorted(self.folder.glob(LESSON_GLOB))
+            stamp = []
+            for path in paths:
+                try:
+                    info = path.stat()
+                except OSError:  # removed since the glob; the next call lists the folder again
+                    continue
+                stamp.append((path.name, info.st_mtime_ns, info.st_size))
+            if tuple(stamp) != self._stamp:
+                self._lessons = load_lessons(paths)
+                self._stamp = tuple(stamp)
+            return list(self._lessons)
 
     def get(self, key: str) -> Lesson | None:
-        """A lesson by its two-digit number (``03``) or full name (``03_producer_consumer``)."""
-        for lesson in self.all():
-            if key in (lesson.id, lesson.number):
-                return lesson
-        return None
+        """A lesson by its full name (``03_producer_consumer``) or two-digit number (``03``); when
+        two files share a number, the number means the first of them in sorted order."""
+        lessons = self.all()
+        return (next((lesson for lesson in lessons if lesson.id == key), None)
+                or next((lesson for lesson in lessons if lesson.number == key), None))

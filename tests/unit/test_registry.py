@@ -1,11 +1,17 @@
-"""The registry reads lessons without running them, ours and a teacher's alike."""
+"""The registry reads lessons without running them in the server, ours, a teacher's and hostile ones."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
 import pytest
 
+from app import probe as probe_module
 from app.params import ParamError, to_argv, validate
 from app.registry import Registry, parse_docstring
 
@@ -95,3 +101,140 @@ def test_text_params_cannot_become_options(teachers):
         validate(lesson, {"name": "x" * 201})
     with pytest.raises(ParamError):
         validate(lesson, {"mode": "medium"})
+
+
+# --- Hostile files: the server never runs a lesson's code, it asks a subprocess with a timeout. ---
+
+HOSTILE = ROOT / "tests" / "fixtures" / "hostile_lessons"
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    # A fresh copy: the cache is process-wide and keyed by path, so this read is a real one.
+    folder = tmp_path_factory.mktemp("hostile")
+    for path in HOSTILE.glob("*.py"):
+        shutil.copy(path, folder / path.name)
+    started = time.monotonic()
+    lessons = {lesson.id: lesson for lesson in Registry(folder).all()}
+    return lessons, time.monotonic() - started, folder
+
+
+def test_hostile_folder_is_read_quickly(hostile):
+    lessons, elapsed, _ = hostile
+    assert len(lessons) == 8
+    # One file hangs for the whole 1.5 s timeout; the others are probed beside it. Generous bound:
+    # the machine is shared.
+    assert elapsed < 5
+
+
+@pytest.mark.parametrize("lesson_id, reason", [
+    ("20_hangs", "hung at import (no answer in 1.5 s)"),
+    ("21_exits", "exited at import with SystemExit(3)"),
+    ("22_forks", "forked a process at import"),
+    ("23_crashes", "crashed at import: ZeroDivisionError: crashes on purpose"),
+])
+def test_hostile_files_are_listed_unavailable_with_the_reason(hostile, lesson_id, reason):
+    lesson = hostile[0][lesson_id]
+    assert not lesson.available and reason in lesson.error
+    assert lesson.title == lesson_id and lesson.params == []
+    assert lesson.to_json()["available"] is False
+
+
+def test_no_probe_process_survives(hostile):
+    _, _, folder = hostile
+
+    def leftovers():
+        return [p for p in psutil.process_iter(["cmdline"])
+                if any(str(folder) in part for part in p.info["cmdline"] or ())]
+
+    deadline = time.monotonic() + 3  # SIGKILL is asynchronous; init reaps the orphans
+    while leftovers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert leftovers() == []
+
+
+def test_prints_at_import_do_not_corrupt_the_answer(hostile):
+    lesson = hostile[0]["24_prints"]
+    assert lesson.available and lesson.title == "Prints junk at import but has a valid parser."
+    assert lesson.sections == {"Problem": "Top-level prints must not corrupt the metadata answer."}
+    assert lesson.signals == ("SIGINT", "SIGUSR1")
+    described = {p.name: (p.type, p.default, p.choices, p.min, p.max) for p in lesson.params}
+    assert described == {
+        "level": ("int", 2, None, None, None),
+        "ratio": ("float", "inf", None, None, None),  # not JSON: sent as text
+        "speed": ("str", "speed-object", None, None, None),
+        "mode": ("choice", 1, [1, 2, 3], None, None),
+    }
+    assert validate(lesson, {"mode": "2"})["mode"] == 2
+
+
+def test_a_good_file_beside_them_is_read_whole(hostile):
+    lesson = hostile[0]["26_good"]
+    assert lesson.available and lesson.signals == ("SIGINT",) and lesson.exercises == []
+    assert [p.to_json() for p in lesson.params] == [
+        {"name": "workers", "flag": "--workers", "type": "int", "default": 4, "help": "worker threads",
+         "choices": None, "min": 1, "max": 16},
+        {"name": "duration", "flag": "--duration", "type": "float", "default": 2.0, "help": "seconds",
+         "choices": None, "min": 0.5, "max": 120},
+        {"name": "name", "flag": "--name", "type": "str", "default": "x", "help": "a name",
+         "choices": None, "min": None, "max": None},
+        {"name": "loud", "flag": "--loud", "type": "bool", "default": False, "help": "shout",
+         "choices": None, "min": None, "max": None},
+    ]
+    with pytest.raises(ParamError) as err:
+        validate(lesson, {"workers": "0"})
+    assert err.value.message == "expected a whole number from 1 to 16, got '0'"
+
+
+def test_files_sharing_a_number_are_both_reachable(hostile):
+    _, _, folder = hostile
+    registry = Registry(folder)
+    assert registry.get("25").id == "25_same_a"
+    assert registry.get("25_same_b").title == "The second of two files numbered 25."
+
+
+@pytest.fixture
+def count_probes(monkeypatch):
+    started = []
+    real = probe_module.subprocess.Popen
+
+    def popen(argv, *args, **kwargs):
+        started.append(argv[-1])
+        return real(argv, *args, **kwargs)
+
+    monkeypatch.setattr(probe_module.subprocess, "Popen", popen)
+    return started
+
+
+def test_a_second_registry_starts_no_subprocess(hostile, count_probes):
+    _, _, folder = hostile
+    assert len(Registry(folder).all()) == 8
+    assert count_probes == []
+
+
+def test_a_changed_file_is_read_again(tmp_path, count_probes):
+    path = tmp_path / "30_edit.py"
+    path.write_text('"""Before."""\n')
+    registry = Registry(tmp_path)
+    assert registry.get("30").title == "Before."
+    path.write_text('"""After the edit."""\n')
+    info = path.stat()
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000))  # a coarse clock's same tick
+    assert Registry(tmp_path).get("30").title == "After the edit."
+    assert registry.get("30").title == "After the edit."
+    assert count_probes == [str(path), str(path)]
+
+
+def test_concurrent_readers_share_one_probe_per_file(tmp_path, count_probes):
+    for n in range(3):
+        (tmp_path / f"3{n}_lesson.py").write_text(f'"""Lesson {n}."""\n')
+    shared = Registry(tmp_path)
+
+    def titles(i: int) -> list[str]:
+        # Half share one Registry (its lock), half bring their own (the cache's in-flight probes).
+        return [lesson.title for lesson in (shared if i % 2 else Registry(tmp_path)).all()]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(titles, range(16)))
+    assert results == [["Lesson 0.", "Lesson 1.", "Lesson 2."]] * 16
+    assert sorted(count_probes) == sorted(str(p) for p in tmp_path.glob("*.py"))

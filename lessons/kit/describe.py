@@ -1,0 +1,143 @@
+"""Read one lesson file's metadata and print it as one JSON object: the registry's probe.
+
+Run as ``python -m lessons.kit.describe PATH`` (project root on ``PYTHONPATH`` and as cwd). The
+server never imports a lesson itself: a teacher's file may start threads, loop for ever, fork or
+call ``sys.exit`` at import. This short-lived process takes that risk instead, and the server
+kills its whole process group when it is done or out of time.
+
+The answer is one line on the *original* stdout: ``{"doc", "signals", "requires", "params",
+"exercises"}``, or ``{"error": "..."}`` when the file cannot be read. Everything the lesson writes
+while it is imported (``print``, C-level writes, child processes) goes to stderr instead, so it
+cannot corrupt that line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .args import KIT_OPTIONS, Bounded
+from .boot import PARENT_GONE_EXIT, die_with_parent, parent_gone
+
+_forked: list[int] = []  # set in the parent when the lesson calls os.fork() during import
+
+
+def _safe(value: Any) -> Any:
+    """A JSON-safe value: scalars as they are, text that UTF-8 can carry, anything else as text."""
+    if isinstance(value, str):
+        # A lone surrogate in a docstring or default would fail later, wherever the page is encoded.
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    return _safe(str(value))
+
+
+def describe_action(action: argparse.Action) -> dict[str, Any]:
+    """One argparse option as the dashboard's form sees it (type, bounds, choices, default)."""
+    flag = max(action.option_strings, key=len) if action.option_strings else action.dest
+    param: dict[str, Any] = {
+        "name": _safe(action.dest), "flag": _safe(flag), "type": "str",
+        "default": _safe(action.default), "help": _safe(action.help or ""),
+        "choices": None, "min": None, "max": None,
+    }
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        param["type"] = "bool"
+    elif action.choices is not None:
+        param.update(type="choice", choices=[_safe(c) for c in action.choices])
+    elif isinstance(action.type, Bounded):
+        param.update(type=action.type.kind.__name__, min=_safe(action.type.min),
+                     max=_safe(action.type.max))
+    elif action.type in (int, float):
+        param["type"] = action.type.__name__
+    return param
+
+
+def _names(value: Any) -> list[str]:
+    # SIGNALS = "SIGINT" is a common slip for ("SIGINT",); do not split it into letters.
+    if isinstance(value, str):
+        return [_safe(value)]
+    return [_safe(str(v)) for v in value]
+
+
+def _describe(path: Path) -> dict[str, Any]:
+    name = f"threadlab_describe_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        return {"error": f"not a Python file: {path.name}"}
+    module = importlib.util.module_from_spec(spec)
+    # Registered before it runs, as a real import would be: dataclasses in the file look it up.
+    sys.modules[name] = module
+    # The lesson's folder first on sys.path, as when it runs as a script: its own helpers import.
+    sys.path.insert(0, str(path.parent))
+    start_pid = os.getpid()
+    try:
+        spec.loader.exec_module(module)
+    except SystemExit as exc:
+        return {"error": f"exited at import with SystemExit({exc.code!r})"}
+    except KeyboardInterrupt:
+        return {"error": "interrupted at import (KeyboardInterrupt)"}
+    except BaseException as exc:  # any failure is the answer, not our crash
+        return {"error": f"crashed at import: {type(exc).__name__}: {exc}"}
+    if os.getpid() != start_pid:
+        os._exit(0)  # a forked child got past the import: only the original process answers
+    if _forked:
+        return {"error": "forked a process at import (os.fork)"}
+    answer: dict[str, Any] = {
+        "doc": _safe(module.__doc__ or ""),
+        "signals": _names(getattr(module, "SIGNALS", ())),
+        "requires": _names(getattr(module, "REQUIRES", ())),
+        "params": [],
+        "exercises": [],  # reserved: exercises the dashboard can run and check
+    }
+    if callable(getattr(module, "build_parser", None)):
+        try:
+            parser = module.build_parser()
+            answer["params"] = [describe_action(a) for a in parser._actions
+                                if a.option_strings and a.dest not in ("help", *KIT_OPTIONS)]
+        except SystemExit as exc:
+            return {"error": f"build_parser() exited with SystemExit({exc.code!r})"}
+        except BaseException as exc:  # a parser that cannot be built: the lesson cannot run
+            return {"error": f"build_parser() failed: {type(exc).__name__}: {exc}"}
+    return answer
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def main(argv: list[str]) -> None:
+    """Describe ``argv[1]`` on the real stdout, then leave at once, whatever the lesson started."""
+    # A file that hangs at import must not outlive a server that dies while it waits for us.
+    die_with_parent()
+    if parent_gone():
+        os._exit(PARENT_GONE_EXIT)
+    answer_fd = os.dup(1)
+    # At the fd level, so prints, C extensions and child processes all land on stderr.
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    os.register_at_fork(after_in_parent=lambda: _forked.append(1))
+    try:
+        answer = _describe(Path(argv[1])) if len(argv) == 2 else {"error": "usage: describe PATH"}
+        if "error" in answer:
+            answer = {"error": _safe(answer["error"])}
+        line = json.dumps(answer, ensure_ascii=True, allow_nan=False)
+    except BaseException as exc:  # e.g. a lesson object whose __str__ raises
+        line = json.dumps({"error": f"could not describe: {type(exc).__name__}"})
+    # One line: the registry reads up to the newline and does not wait for end-of-file, which a
+    # child the lesson forked would hold open.
+    _write_all(answer_fd, line.encode("ascii") + b"\n")
+    # Not sys.exit: non-daemon threads the lesson started would keep this process alive.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
