@@ -1,4 +1,4 @@
-"""One run's events: appended by its reader thread, read by any number of viewers at their own pace.
+"""One run's events: appended by its supervisor thread, read by any number of viewers at their own pace.
 
 Every event is written to ``events.jsonl`` (one JSON object a line, carrying its ``seq``) *before*
 viewers are told about it, so what a page shows is always on disk. Viewers pull: each remembers the
@@ -9,7 +9,7 @@ viewer's queue, so a slow viewer costs only itself and loses nothing.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import threading
 from array import array
@@ -47,8 +47,10 @@ class EventLog:
         # _changed guards _offsets/_tail/closed; viewers wait on it for new events or the end.
         self._changed = threading.Condition()
         self.closed = not live
-        self._file = open(self.path, "ab") if live else None  # noqa: SIM115 - open for the run's life
-        self._size = self._file.tell() if live else 0
+        # Open for the run's life, unbuffered: each batch is one write(2), and on disk before viewers
+        # hear of it. O_APPEND: a write undone by ftruncate leaves the next one at the true end.
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if live else None
+        self._size = os.fstat(self._fd).st_size if live else 0
 
     def _index(self) -> array:
         """The offsets index, read from the file if it was dropped (caller holds ``_changed``)."""
@@ -75,12 +77,23 @@ class EventLog:
             return len(self._index())
 
     def append(self, items: list[tuple[bytes, dict[str, Any]]]) -> None:
-        """Write a batch (raw line without newline, parsed event) in one write, then wake viewers."""
-        if not items or self._file is None:
+        """Write a batch (raw line without newline, parsed event) in one write, then wake viewers.
+
+        Only the run's supervisor writes (app/supervisor.py), so the file needs no lock of its own.
+        A write that fails (a full disk) is undone, so the file never holds a torn line that would
+        shift every later offset, and the error goes to the caller; viewers never hear of the batch.
+        """
+        if not items or self._fd is None:
             return
         data = b"".join(line + b"\n" for line, _ in items)
-        self._file.write(data)
-        self._file.flush()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            raise
         with self._changed:
             offset = self._size
             for line, event in items:
@@ -92,11 +105,11 @@ class EventLog:
 
     def close(self) -> None:
         """The run has ended: make the file durable and tell waiting viewers there is no more."""
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            with contextlib.suppress(OSError):  # a full disk must not keep viewers waiting
+                os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
         with self._changed:
             self.closed = True
             self._tail.clear()  # a finished run is read from disk; its memory goes back to the server
@@ -132,8 +145,3 @@ class EventLog:
             data = f.read(last_offset - first_offset)
         return [(line, None) for line in data.split(b"\n")[: end - start]]
 
-
-def parsed(item: tuple[bytes, dict[str, Any] | None]) -> dict[str, Any]:
-    """The event of a ``read()`` item, parsing it if it came from disk."""
-    line, event = item
-    return event if event is not None else json.loads(line)

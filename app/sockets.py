@@ -28,6 +28,10 @@ def refuse_before_upgrade():
         return None
     if _manager().get(request.view_args.get("run_id", "")) is None:
         abort(404, description="no such run")
+    if "after" in request.args:
+        from .views import after_param
+
+        after_param()  # a bad ?after= is a 400 now, not an error inside the open socket
     global _open
     with _open_lock:
         # The slot is taken here, checked and counted in one step, before the upgrade: counted in
@@ -63,15 +67,25 @@ class _ReaderThread(threading.Thread):
 @sock.route("/runs/<run_id>/ws")
 def page_socket(ws, run_id: str):
     """HTML fragments that keep a run's page live."""
-    stream.serve_socket(stream.stream_page, ws, current_app._get_current_object(),
-                        _manager().get(run_id), _manager())
+    manager = _manager()
+    run = manager.get(run_id)
+    if run is None:  # pruned since the check before the upgrade
+        return
+    with manager.viewing(run):
+        stream.serve_socket(stream.stream_page, ws, current_app._get_current_object(), run, manager)
 
 
 @sock.route("/api/runs/<run_id>/ws")
 def json_socket(ws, run_id: str):
     """The run's events as JSON arrays: history (after ``?after=N``), then live; closed at the end."""
-    after = request.args.get("after", default=-1, type=int)
-    stream.serve_socket(stream.stream_json, ws, _manager().get(run_id), _manager(), after)
+    from .views import after_param
+
+    manager = _manager()
+    run = manager.get(run_id)
+    if run is None:
+        return
+    with manager.viewing(run):
+        stream.serve_socket(stream.stream_json, ws, run, manager, after_param())
 
 
 def init_app(app: Flask) -> None:

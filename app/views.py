@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import params as param_rules
 from .registry import Lesson, Registry
-from .runs import RunLimitError, RunManager
+from .runs import RunLimitError, RunManager, StorageError
 
 bp = Blueprint("views", __name__)
 
@@ -56,7 +56,10 @@ def run_or_404(run_id: str):
 def body() -> dict:
     """A POST body, JSON or form alike."""
     if request.is_json:
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:  # [[[[...]]]] nested deeper than the parser's stack
+            abort(400, description="JSON nested too deeply")
         if not isinstance(data, dict):
             abort(400, description="expected a JSON object")
         return data
@@ -142,11 +145,12 @@ def start_run():
                           raw, from_form)
     try:
         run = manager().start(lesson, values, param_rules.to_argv(lesson, values))
-    except RunLimitError as err:
+    except (RunLimitError, StorageError) as err:
+        code = err.http_status if isinstance(err, StorageError) else 429
         if from_form and is_htmx():
             return render_template("_partials/_run_form.html", lesson=lesson, values=raw,
-                                   errors={"_form": str(err)}), 429
-        return jsonify(error=str(err)), 429
+                                   errors={"_form": str(err)}), code
+        return jsonify(error=str(err)), code
     if request.is_json:
         return jsonify(id=run.id, url=f"/runs/{run.id}"), 201
     if is_htmx():
@@ -171,10 +175,7 @@ def _bad_param(lesson, field: str, message: str, raw: dict, from_form: bool):
 def stop_run(run_id: str):
     """Stop a run gracefully (SIGINT, then SIGTERM, then SIGKILL to its process group)."""
     run = run_or_404(run_id)
-    if not run.live:
-        return jsonify(error=f"run already {run.status}"), 409
-    manager().stop(run)
-    return _accepted(run)
+    return _answered(run, manager().stop(run))
 
 
 @bp.post("/runs/<run_id>/signal")
@@ -192,23 +193,21 @@ def signal_run(run_id: str):
                              f"{', '.join(run.signals) or 'none'}"), 400
     if not hasattr(signals_module, name):
         return jsonify(error=f"{name} does not exist on this platform"), 400
-    if not run.live:
-        return jsonify(error=f"run already {run.status}"), 409
-    manager().send_signal(run, name)
-    return _accepted(run)
+    return _answered(run, manager().send_signal(run, name))
 
 
 @bp.post("/runs/<run_id>/dump")
 def dump_run(run_id: str):
     """Ask the lesson for every thread's stack; it arrives as a ``stacks`` event."""
     run = run_or_404(run_id)
-    if not run.live:
-        return jsonify(error=f"run already {run.status}"), 409
-    manager().dump(run)
-    return _accepted(run)
+    return _answered(run, manager().dump(run))
 
 
-def _accepted(run):
+def _answered(run, command):
+    """The supervisor's answer to a command: 202 when done, else its code (409: the run has ended
+    or cannot take it) with the reason."""
+    if command.code != 202:
+        return jsonify(error=command.message, status=run.status), command.code
     # The page learns what happened over its websocket; htmx needs no content (204 swaps nothing).
     if request.is_json:
         return jsonify(id=run.id, status=run.status), 202
@@ -241,10 +240,14 @@ def api_run(run_id: str):
 def api_events(run_id: str):
     """The run's events as NDJSON: all, or those with seq > ``after``; also the log download."""
     run = run_or_404(run_id)
-    after = request.args.get("after", default=-1, type=int)
+    after = after_param()
 
-    lines = (b"".join(line + b"\n" for line, _ in batch) for batch in _batches(run, after))
-    response = Response(stream_with_context(lines), mimetype="application/x-ndjson")
+    def lines():
+        with manager().viewing(run):  # a download is not cut short by pruning
+            for batch in _batches(run, after):
+                yield b"".join(line + b"\n" for line, _ in batch)
+
+    response = Response(stream_with_context(lines()), mimetype="application/x-ndjson")
     if request.args.get("download"):
         response.headers["Content-Disposition"] = f'attachment; filename="{run.id}-events.jsonl"'
     return response
@@ -256,10 +259,23 @@ def run_timeline(run_id: str):
     from . import timeline
 
     run = run_or_404(run_id)
-    lines = (line for batch in _batches(run) for line, _ in batch)
-    response = Response(timeline.render(lines), mimetype="image/svg+xml")
+    with manager().viewing(run):
+        svg = timeline.render(line for batch in _batches(run) for line, _ in batch)
+    response = Response(svg, mimetype="image/svg+xml")
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def after_param() -> int:
+    """``?after=N``: the seq of the last event the client has; -1 (the default) for all of them."""
+    text = request.args.get("after", "-1")
+    try:
+        after = int(text)
+    except ValueError:
+        after = None
+    if after is None or after < -1 or len(text) > 20:
+        abort(400, description="after: expected a whole number of -1 or more")
+    return after
 
 
 def _batches(run, after: int = -1):

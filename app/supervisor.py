@@ -1,0 +1,341 @@
+"""A run's supervisor: the one thread that owns a run, from spawning its process to its final status.
+
+Everything about a run that changes is changed here and nowhere else, so none of it needs a lock
+between server threads (see app/run.py for what request threads may do). The supervisor is an
+event loop over a few file descriptors and a few deadlines:
+
+- the lesson's stdout and stderr: read as they come (a lesson never blocks on a full pipe), split
+  into lines, numbered and appended to the event log, which viewers follow;
+- a wake-up pipe: request threads post commands (stop, signal, dump) and write a byte to it;
+- the process itself (a Linux pidfd, readable once the leader has exited): then whatever is left of
+  its process group is killed *before* the leader is reaped, while its pid still names the group;
+- deadlines: the time limit, and Stop's SIGINT → SIGTERM → SIGKILL escalation.
+
+The thread that spawns a process must outlive it: Linux sends a child its parent-death signal when
+the *thread* that forked it exits. The supervisor forks the lesson and ends only after reaping it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import defaults, output
+from .record import RunRecord
+from .run import Command, Run
+
+READ_SIZE = 256 * 1024  # bytes per pipe read: large enough that a flood costs few system calls
+# Once the leader has exited and its group is killed, what is left in the pipes is at most their
+# buffers: a second of reading drains them. Output after that comes from a process that left the
+# group (setsid) and still holds our pipe; it is cut off, or it would keep the run live for ever.
+DRAIN_AFTER_EXIT = 1.0
+STOP_GRACES = (defaults.INTERRUPT_GRACE, defaults.TERMINATE_GRACE)
+DUMP_COMMAND = b'{"cmd": "dump"}\n'  # shorter than PIPE_BUF: written whole or not at all
+
+_log = logging.getLogger("threadlab.supervisor")
+
+
+class Supervisor:
+    def __init__(self, run: Run, argv: list[str], env: dict[str, str], cwd: str, *,
+                 time_limit: float, release: Callable[[str], None],
+                 on_end: Callable[[Run], None]) -> None:
+        self.run = run
+        self.argv, self.env, self.cwd = argv, env, cwd
+        self.time_limit = time_limit
+        # The manager's: ``release`` frees the run's slot just before its final status (so a client
+        # that sees the status can start another run at once), ``on_end`` is our last act (pruning).
+        self.release, self.on_end = release, on_end
+        self.proc: subprocess.Popen | None = None
+        self.reaped = False
+        self.stop_reason = ""  # why Stop was asked for ("" = nobody asked)
+        self.timed_out = False
+        self.needed_kill = False
+        self.sent_signals: set[int] = set()  # to tell "stopped" (we sent it) from "killed"
+        self.seq = 0  # the next event's number
+        self.write_error = ""  # the first error writing the event log (a full disk), if any
+        self.deadlines: dict[str, float] = {}  # name → time.monotonic() when it is due
+        self.pipes: dict[int, tuple[str, output.LineSplitter]] = {}
+        self.watch_write: int | None = None  # our end of the pipe whose closing tells the kit we died
+        self.thread = threading.Thread(target=self._main, name=f"threadlab-run-{run.id}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    # -- the thread ----------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_write, False)
+        self.run.open_inbox(wake_write)
+        try:
+            self._append(output.server_event("status", status="starting"))
+            if self._spawn():
+                self._loop(wake_read)
+        except BaseException:  # whatever went wrong, the run must still end (finally, below)
+            _log.exception("supervisor of run %s failed", self.run.id)
+            self._append(output.text_event("stderr", "threadlab: the run's supervisor failed; "
+                                                     "the lesson was killed"))
+        finally:
+            self._end()
+            for fd in (wake_read, wake_write):
+                os.close(fd)
+
+    def _spawn(self) -> bool:
+        watch_read, watch_write = os.pipe()  # the kit watches watch_read for the server's death
+        self.watch_write = watch_write
+        env = {**self.env, "THREADLAB_PARENT_FD": str(watch_read)}
+        try:
+            self.proc = subprocess.Popen(
+                self.argv, cwd=self.cwd, env=env, pass_fds=(watch_read,),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                start_new_session=True,  # its own process group: signals and kills reach it all
+            )
+        except OSError as exc:
+            self._append(output.text_event("stderr", f"could not start the lesson: {exc}"))
+            self.reaped = True  # nothing to reap
+            return False
+        finally:
+            os.close(watch_read)
+        os.set_blocking(self.proc.stdin.fileno(), False)  # a dump never blocks: full pipe → 409
+        self.run.transition("running", pid=self.proc.pid)
+        self._save()
+        self._append(output.server_event("status", status="running", pid=self.proc.pid))
+        if self.time_limit:
+            self.deadlines["limit"] = time.monotonic() + self.time_limit
+        return True
+
+    def _loop(self, wake_read: int) -> None:
+        proc = self.proc
+        with selectors.DefaultSelector() as selector:
+            for fileobj, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
+                self.pipes[fileobj.fileno()] = (name, output.LineSplitter())
+                selector.register(fileobj.fileno(), selectors.EVENT_READ, name)
+            selector.register(wake_read, selectors.EVENT_READ, "wake")
+            exit_fd = _exit_notifier(proc.pid)
+            selector.register(exit_fd, selectors.EVENT_READ, "exit")
+            try:
+                while self.pipes or not self.reaped:
+                    timeout = min(self.deadlines.values(), default=None)
+                    if timeout is not None:
+                        timeout = max(0.0, timeout - time.monotonic())
+                    for key, _ in selector.select(timeout):
+                        if key.data == "wake":
+                            os.read(wake_read, 4096)
+                            for command in self.run.take_commands():
+                                self._carry_out(command)
+                        elif key.data == "exit":
+                            selector.unregister(exit_fd)
+                            self._leader_exited()
+                        else:
+                            self._read(key.fd, selector)
+                    self._run_due_deadlines()
+            finally:
+                os.close(exit_fd)
+
+    def _read(self, fd: int, selector: selectors.BaseSelector) -> None:
+        name, splitter = self.pipes[fd]
+        data = os.read(fd, READ_SIZE)
+        if data:
+            lines = splitter.feed(data)
+        else:
+            selector.unregister(fd)
+            del self.pipes[fd]
+            lines = splitter.flush()
+        if lines:
+            self._append_many([output.to_event(line, name) for line in lines])
+
+    def _leader_exited(self) -> None:
+        # The leader is a zombie now: its pid, which is the group's id, cannot be reused until we
+        # reap it. Kill what the lesson left behind in its group first, then reap.
+        self._kill_group(signal.SIGKILL)
+        self.proc.wait()
+        self.reaped = True
+        self.deadlines = {"cut-off": time.monotonic() + DRAIN_AFTER_EXIT}
+
+    def _run_due_deadlines(self) -> None:
+        now = time.monotonic()
+        for name, when in sorted(self.deadlines.items(), key=lambda item: item[1]):
+            if when > now or name not in self.deadlines:
+                continue
+            del self.deadlines[name]
+            if name == "limit":
+                self.timed_out = True
+                self._stop("time limit", STOP_GRACES)
+            elif name == "term":
+                self._signal_group(signal.SIGTERM)
+            elif name == "kill":
+                self.needed_kill = True
+                self._kill_group(signal.SIGKILL)
+            elif name == "cut-off":
+                self._cut_off_leftover_writers()
+
+    def _cut_off_leftover_writers(self) -> None:
+        self.pipes.clear()  # the loop ends; _end closes the pipes under the leftover writer
+        self._append(output.text_event(
+            "stderr", "threadlab: the lesson has exited, but a process it started outside its "
+                      "process group still holds its output; that output is cut off here"))
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def _carry_out(self, command: Command) -> None:
+        if self.reaped:
+            command.answer(409, f"run already {self._final_status()}: its process has exited")
+        elif command.kind == "stop":
+            self._stop(command.args.get("reason", "stop"), command.args.get("graces", STOP_GRACES))
+            command.answer(202)
+        elif command.kind == "kill":
+            self.needed_kill = True
+            self._kill_group(signal.SIGKILL)
+            command.answer(202)
+        elif command.kind == "signal":
+            sig = signal.Signals[command.args["name"]]
+            self._append(output.server_event("signal", signal=sig.name, by="dashboard"))
+            self._signal_group(sig)
+            command.answer(202)
+        elif command.kind == "dump":
+            command.answer(*self._dump())
+        else:
+            command.answer(400, f"unknown command {command.kind!r}")
+
+    def _stop(self, reason: str, graces: tuple[float, float]) -> None:
+        """SIGINT now, SIGTERM after ``graces[0]``, SIGKILL ``graces[1]`` later; once per run."""
+        if self.stop_reason:
+            return
+        self.stop_reason = reason
+        self.run.transition("stopping")
+        self._save()
+        self._append(output.server_event("status", status="stopping", reason=reason))
+        self._signal_group(signal.SIGINT)
+        now = time.monotonic()
+        self.deadlines.pop("limit", None)
+        self.deadlines.update(term=now + graces[0], kill=now + graces[0] + graces[1])
+
+    def _dump(self) -> tuple[int, str]:
+        try:
+            written = os.write(self.proc.stdin.fileno(), DUMP_COMMAND)
+        except BlockingIOError:
+            return 409, "the lesson is not reading its commands (its input is full)"
+        except (BrokenPipeError, OSError):
+            return 409, "the lesson no longer reads commands"
+        return (202, "") if written == len(DUMP_COMMAND) else (409, "the command did not fit")
+
+    def _signal_group(self, sig: int) -> None:
+        self.sent_signals.add(int(sig))
+        self._kill_group(sig)
+
+    def _kill_group(self, sig: int) -> None:
+        # Only ever called before the leader is reaped (see _carry_out, _leader_exited), so the
+        # group id still names this run's processes.
+        if self.proc is not None and not self.reaped:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, sig)  # the group id is the leader's pid
+
+    # -- the end -------------------------------------------------------------------------------
+
+    def _final_status(self) -> str:
+        code = self.proc.returncode if self.proc is not None else None
+        if code is None:
+            return "failed"  # never started, or the supervisor itself failed
+        if self.timed_out:
+            return "timeout"
+        if self.needed_kill:
+            return "killed"
+        if self.stop_reason:
+            return "stopped"
+        if code < 0:
+            return "stopped" if -code in self.sent_signals else "killed"
+        return "exited" if code == 0 else "failed"
+
+    def _end(self) -> None:
+        """Final status, saved and logged; pipes closed; every waiting request answered. Each step
+        is guarded, because the one thing that must happen whatever failed is the run ending."""
+        steps: list[Callable[[], Any]] = [self._reap_for_sure, self._finish_record,
+                                          self._close_process_files]
+        for step in steps:
+            try:
+                step()
+            except Exception:
+                _log.exception("ending run %s", self.run.id)
+        for command in self.run.close_inbox():
+            command.answer(409, f"run already {self.run.status}")
+        self.on_end(self.run)
+
+    def _reap_for_sure(self) -> None:
+        if self.proc is not None and not self.reaped:
+            self._kill_group(signal.SIGKILL)
+            self.proc.wait()
+            self.reaped = True
+
+    def _finish_record(self) -> None:
+        status, code = self._final_status(), self.proc.returncode if self.proc else None
+        # In this order: whoever sees the final status also finds the log complete and closed.
+        try:
+            self._append(output.server_event("status", status=status, exit_code=code))
+        finally:
+            try:
+                self.run.log.close()
+            finally:
+                final = {"status": status, "exit_code": code, "ended": time.time()}
+                self._save(dataclasses.replace(self.run.record, **final))  # on disk first, too
+                self.release(self.run.id)
+                self.run.transition(**final)
+
+    def _close_process_files(self) -> None:
+        if self.watch_write is not None:
+            os.close(self.watch_write)  # the lesson's kit reads end-of-file here if it still runs
+            self.watch_write = None
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr) if self.proc else ():
+            with contextlib.suppress(OSError):
+                stream.close()
+
+    # -- the record and the log: written here only ------------------------------------------------
+
+    def _append(self, event: dict[str, Any]) -> None:
+        self._append_many([(event, None)])
+
+    def _append_many(self, events: list[tuple[dict[str, Any], bytes | None]]) -> None:
+        items = [output.numbered(event, raw, self.seq + i) for i, (event, raw) in enumerate(events)]
+        try:
+            self.run.log.append(items)
+        except OSError as exc:
+            # A full or read-only disk: the events are lost (what viewers see is always on disk),
+            # but the run goes on and stays stoppable. Said once, in the server's log.
+            if not self.write_error:
+                self.write_error = str(exc)
+                _log.error("run %s: cannot write its events: %s", self.run.id, exc)
+            return
+        self.seq += len(items)
+
+    def _save(self, record: RunRecord | None = None) -> None:
+        try:
+            # We are the record's only writer, so reading it needs no lock.
+            (record or self.run.record).save(self.run.folder)
+        except OSError as exc:
+            _log.error("run %s: cannot save run.json: %s", self.run.id, exc)
+
+
+def _exit_notifier(pid: int) -> int:
+    """A file descriptor that becomes readable when process ``pid`` exits (it is not reaped).
+
+    Linux has pidfds; elsewhere a small thread waits without reaping and closes a pipe.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        return os.pidfd_open(pid)
+    read_end, write_end = os.pipe()
+
+    def wait_then_tell() -> None:
+        with contextlib.suppress(ChildProcessError):
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        os.close(write_end)
+
+    threading.Thread(target=wait_then_tell, name=f"threadlab-exit-{pid}", daemon=True).start()
+    return read_end
