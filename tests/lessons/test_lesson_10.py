@@ -150,12 +150,14 @@ def test_sigusr1_asks_every_worker_for_a_report_and_the_lesson_goes_on(live):
     reports = run.wait_for_log(lambda e: e["msg"].startswith("progress report"), count=WORKERS)
     assert {e["thread"] for e in reports} == {f"Worker-{i}" for i in range(1, WORKERS + 1)}
     assert all(e["items"] > 0 for e in reports)
-    time.sleep(0.3)  # three items' worth: long enough for a wrongly stopped lesson to have exited
-    assert run.proc.poll() is None, "SIGUSR1 must not end the lesson"
+    # SIGUSR1 must not end the lesson: a second one gets a second round of reports.
+    run.send(signal.SIGUSR1)
+    run.wait_for_log(lambda e: e["msg"].startswith("progress report"), count=2 * WORKERS)
+    assert run.proc.poll() is None
 
     run.send(signal.SIGTERM)
     assert run.finish(timeout=10) == 0
     result = run.result
-    assert result["signals_received"] == {"SIGUSR1": 1, "SIGTERM": 1}
-    assert result["reports"] == WORKERS
+    assert result["signals_received"] == {"SIGUSR1": 2, "SIGTERM": 1}
+    assert result["reports"] == 2 * WORKERS
     assert result["ended_by"] == "SIGTERM"

@@ -36,7 +36,9 @@ def test_50_mb_without_a_newline_keeps_the_server_memory_bounded(fault_server):
     assert peak < MAX_RSS, f"server RSS peaked at {peak / 2**20:.0f} MB (from {before / 2**20:.0f} MB)"
     events = fault_server.events(run_id)
     cut = [e for e in events if truncated(e)]
-    assert len(cut) == 1 and MAX_LINE <= len(cut[0]["text"]) < MAX_LINE + 100
+    # The kit's own events (thread snapshots) share stdout and may end the endless line early;
+    # each piece between two newlines is cut at MAX_LINE all the same.
+    assert cut and all(MAX_LINE <= len(e["text"]) < MAX_LINE + 100 for e in cut)
     assert [e["values"] for e in events if e["kind"] == "result"] == [{"bytes": 50 * 2**20}]
     log = fault_server.request("GET", f"/api/runs/{run_id}/events")[1]
     assert len(log) < 2 * 2**20, "the event log is bounded too, not 50 MB"

@@ -7,9 +7,8 @@ import time
 
 import pytest
 
+from app.defaults import INTERRUPT_GRACE, TERMINATE_GRACE
 from tests.live_helpers import FINAL, log_event, start_fault_server, wait_gone
-
-INTERRUPT_GRACE, TERMINATE_GRACE = 3.0, 2.0  # DESIGN.md: SIGTERM after 3 s, SIGKILL after 2 s more
 
 
 def statuses(live, run_id) -> list[str]:
