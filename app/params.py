@@ -11,6 +11,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from lessons.kit.args import Bounded
+
 from .registry import Lesson, Param
 
 MAX_TEXT = 200  # characters in one text parameter; lessons take names and modes, not documents
@@ -25,15 +27,9 @@ class ParamError(ValueError):
 
 
 def _describe(param: Param) -> str:
-    """The number rule in the kit's own words (``lessons.kit.args.Bounded.describe``)."""
-    noun = "a whole number" if param.type == "int" else "a number"
-    if param.min is not None and param.max is not None:
-        return f"{noun} from {param.min} to {param.max}"
-    if param.min is not None:
-        return f"{noun} of at least {param.min}"
-    if param.max is not None:
-        return f"{noun} of at most {param.max}"
-    return noun
+    """The number rule in the kit's own words: the very function the lesson's argparse type uses
+    (the kit is stdlib-only data and code; importing it runs no lesson)."""
+    return Bounded(int if param.type == "int" else float, param.min, param.max).describe()
 
 
 def _number(param: Param, raw: Any) -> int | float:
