@@ -17,13 +17,11 @@ the *thread* that forked it exits. The supervisor forks the lesson and ends only
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
 import selectors
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from typing import Any
 from . import defaults, output
 from .record import RunRecord
 from .run import Command, Run
+from .worker import Worker
 
 READ_SIZE = 256 * 1024  # bytes per pipe read: large enough that a flood costs few system calls
 # Once the leader has exited and its group is killed, what is left in the pipes is at most their
@@ -39,7 +38,6 @@ READ_SIZE = 256 * 1024  # bytes per pipe read: large enough that a flood costs f
 # group (setsid) and still holds our pipe; it is cut off, or it would keep the run live for ever.
 DRAIN_AFTER_EXIT = 1.0
 STOP_GRACES = (defaults.INTERRUPT_GRACE, defaults.TERMINATE_GRACE)
-DUMP_COMMAND = b'{"cmd": "dump"}\n'  # shorter than PIPE_BUF: written whole or not at all
 
 _log = logging.getLogger("threadlab.supervisor")
 
@@ -54,8 +52,7 @@ class Supervisor:
         # The manager's: ``release`` frees the run's slot just before its final status (so a client
         # that sees the status can start another run at once), ``on_end`` is our last act (pruning).
         self.release, self.on_end = release, on_end
-        self.proc: subprocess.Popen | None = None
-        self.reaped = False
+        self.worker: Worker | None = None  # the lesson's process, once it has started
         self.stop_reason = ""  # why Stop was asked for ("" = nobody asked)
         self.timed_out = False
         self.needed_kill = False
@@ -64,7 +61,6 @@ class Supervisor:
         self.write_error = ""  # the first error writing the event log (a full disk), if any
         self.deadlines: dict[str, float] = {}  # name → time.monotonic() when it is due
         self.pipes: dict[int, tuple[str, output.LineSplitter]] = {}
-        self.watch_write: int | None = None  # our end of the pipe whose closing tells the kit we died
         self.thread = threading.Thread(target=self._main, name=f"threadlab-run-{run.id}", daemon=True)
 
     def start(self) -> None:
@@ -90,56 +86,41 @@ class Supervisor:
                 os.close(fd)
 
     def _spawn(self) -> bool:
-        watch_read, watch_write = os.pipe()  # the kit watches watch_read for the server's death
-        self.watch_write = watch_write
-        env = {**self.env, "THREADLAB_PARENT_FD": str(watch_read)}
         try:
-            self.proc = subprocess.Popen(
-                self.argv, cwd=self.cwd, env=env, pass_fds=(watch_read,),
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                start_new_session=True,  # its own process group: signals and kills reach it all
-            )
+            self.worker = Worker(self.argv, self.env, self.cwd)
         except OSError as exc:
             self._append(output.text_event("stderr", f"could not start the lesson: {exc}"))
-            self.reaped = True  # nothing to reap
             return False
-        finally:
-            os.close(watch_read)
-        os.set_blocking(self.proc.stdin.fileno(), False)  # a dump never blocks: full pipe → 409
-        self.run.transition("running", pid=self.proc.pid)
+        self.run.transition("running", pid=self.worker.pid)
         self._save()
-        self._append(output.server_event("status", status="running", pid=self.proc.pid))
+        self._append(output.server_event("status", status="running", pid=self.worker.pid))
         if self.time_limit:
             self.deadlines["limit"] = time.monotonic() + self.time_limit
         return True
 
     def _loop(self, wake_read: int) -> None:
-        proc = self.proc
+        worker = self.worker
         with selectors.DefaultSelector() as selector:
-            for fileobj, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
-                self.pipes[fileobj.fileno()] = (name, output.LineSplitter())
-                selector.register(fileobj.fileno(), selectors.EVENT_READ, name)
+            for fd, name in worker.outputs.items():
+                self.pipes[fd] = (name, output.LineSplitter())
+                selector.register(fd, selectors.EVENT_READ, name)
             selector.register(wake_read, selectors.EVENT_READ, "wake")
-            exit_fd = _exit_notifier(proc.pid)
-            selector.register(exit_fd, selectors.EVENT_READ, "exit")
-            try:
-                while self.pipes or not self.reaped:
-                    timeout = min(self.deadlines.values(), default=None)
-                    if timeout is not None:
-                        timeout = max(0.0, timeout - time.monotonic())
-                    for key, _ in selector.select(timeout):
-                        if key.data == "wake":
-                            os.read(wake_read, 4096)
-                            for command in self.run.take_commands():
-                                self._carry_out(command)
-                        elif key.data == "exit":
-                            selector.unregister(exit_fd)
-                            self._leader_exited()
-                        else:
-                            self._read(key.fd, selector)
-                    self._run_due_deadlines()
-            finally:
-                os.close(exit_fd)
+            selector.register(worker.exit_fd, selectors.EVENT_READ, "exit")
+            while self.pipes or not worker.reaped:
+                timeout = min(self.deadlines.values(), default=None)
+                if timeout is not None:
+                    timeout = max(0.0, timeout - time.monotonic())
+                for key, _ in selector.select(timeout):
+                    if key.data == "wake":
+                        os.read(wake_read, 4096)
+                        for command in self.run.take_commands():
+                            self._carry_out(command)
+                    elif key.data == "exit":
+                        selector.unregister(worker.exit_fd)
+                        self._leader_exited()
+                    else:
+                        self._read(key.fd, selector)
+                self._run_due_deadlines()
 
     def _read(self, fd: int, selector: selectors.BaseSelector) -> None:
         name, splitter = self.pipes[fd]
@@ -154,11 +135,7 @@ class Supervisor:
             self._append_many([output.to_event(line, name) for line in lines])
 
     def _leader_exited(self) -> None:
-        # The leader is a zombie now: its pid, which is the group's id, cannot be reused until we
-        # reap it. Kill what the lesson left behind in its group first, then reap.
-        self._kill_group(signal.SIGKILL)
-        self.proc.wait()
-        self.reaped = True
+        self.worker.reap()  # what the lesson left in its group is killed first
         self.deadlines = {"cut-off": time.monotonic() + DRAIN_AFTER_EXIT}
 
     def _run_due_deadlines(self) -> None:
@@ -174,7 +151,7 @@ class Supervisor:
                 self._signal_group(signal.SIGTERM)
             elif name == "kill":
                 self.needed_kill = True
-                self._kill_group(signal.SIGKILL)
+                self.worker.signal_group(signal.SIGKILL)
             elif name == "cut-off":
                 self._cut_off_leftover_writers()
 
@@ -187,14 +164,14 @@ class Supervisor:
     # -- commands ------------------------------------------------------------------------------
 
     def _carry_out(self, command: Command) -> None:
-        if self.reaped:
+        if self.worker.reaped:  # decided by this thread, which alone reaps: no race with the exit
             command.answer(409, f"run already {self._final_status()}: its process has exited")
         elif command.kind == "stop":
             self._stop(command.args.get("reason", "stop"), command.args.get("graces", STOP_GRACES))
             command.answer(202)
         elif command.kind == "kill":
             self.needed_kill = True
-            self._kill_group(signal.SIGKILL)
+            self.worker.signal_group(signal.SIGKILL)
             command.answer(202)
         elif command.kind == "signal":
             sig = signal.Signals[command.args["name"]]
@@ -202,7 +179,7 @@ class Supervisor:
             self._signal_group(sig)
             command.answer(202)
         elif command.kind == "dump":
-            command.answer(*self._dump())
+            command.answer(*self.worker.send_command())
         else:
             command.answer(400, f"unknown command {command.kind!r}")
 
@@ -219,30 +196,14 @@ class Supervisor:
         self.deadlines.pop("limit", None)
         self.deadlines.update(term=now + graces[0], kill=now + graces[0] + graces[1])
 
-    def _dump(self) -> tuple[int, str]:
-        try:
-            written = os.write(self.proc.stdin.fileno(), DUMP_COMMAND)
-        except BlockingIOError:
-            return 409, "the lesson is not reading its commands (its input is full)"
-        except (BrokenPipeError, OSError):
-            return 409, "the lesson no longer reads commands"
-        return (202, "") if written == len(DUMP_COMMAND) else (409, "the command did not fit")
-
     def _signal_group(self, sig: int) -> None:
         self.sent_signals.add(int(sig))
-        self._kill_group(sig)
-
-    def _kill_group(self, sig: int) -> None:
-        # Only ever called before the leader is reaped (see _carry_out, _leader_exited), so the
-        # group id still names this run's processes.
-        if self.proc is not None and not self.reaped:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, sig)  # the group id is the leader's pid
+        self.worker.signal_group(sig)
 
     # -- the end -------------------------------------------------------------------------------
 
     def _final_status(self) -> str:
-        code = self.proc.returncode if self.proc is not None else None
+        code = self.worker.returncode if self.worker is not None else None
         if code is None:
             return "failed"  # never started, or the supervisor itself failed
         if self.timed_out:
@@ -259,7 +220,7 @@ class Supervisor:
         """Final status, saved and logged; pipes closed; every waiting request answered. Each step
         is guarded, because the one thing that must happen whatever failed is the run ending."""
         steps: list[Callable[[], Any]] = [self._reap_for_sure, self._finish_record,
-                                          self._close_process_files]
+                                          self._close_worker]
         for step in steps:
             try:
                 step()
@@ -270,13 +231,12 @@ class Supervisor:
         self.on_end(self.run)
 
     def _reap_for_sure(self) -> None:
-        if self.proc is not None and not self.reaped:
-            self._kill_group(signal.SIGKILL)
-            self.proc.wait()
-            self.reaped = True
+        if self.worker is not None:
+            self.worker.reap()
 
     def _finish_record(self) -> None:
-        status, code = self._final_status(), self.proc.returncode if self.proc else None
+        status = self._final_status()
+        code = self.worker.returncode if self.worker is not None else None
         # In this order: whoever sees the final status also finds the log complete and closed.
         try:
             self._append(output.server_event("status", status=status, exit_code=code))
@@ -289,13 +249,9 @@ class Supervisor:
                 self.release(self.run.id)
                 self.run.transition(**final)
 
-    def _close_process_files(self) -> None:
-        if self.watch_write is not None:
-            os.close(self.watch_write)  # the lesson's kit reads end-of-file here if it still runs
-            self.watch_write = None
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr) if self.proc else ():
-            with contextlib.suppress(OSError):
-                stream.close()
+    def _close_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
 
     # -- the record and the log: written here only ------------------------------------------------
 
@@ -322,20 +278,3 @@ class Supervisor:
         except OSError as exc:
             _log.error("run %s: cannot save run.json: %s", self.run.id, exc)
 
-
-def _exit_notifier(pid: int) -> int:
-    """A file descriptor that becomes readable when process ``pid`` exits (it is not reaped).
-
-    Linux has pidfds; elsewhere a small thread waits without reaping and closes a pipe.
-    """
-    with contextlib.suppress(AttributeError, OSError):
-        return os.pidfd_open(pid)
-    read_end, write_end = os.pipe()
-
-    def wait_then_tell() -> None:
-        with contextlib.suppress(ChildProcessError):
-            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-        os.close(write_end)
-
-    threading.Thread(target=wait_then_tell, name=f"threadlab-exit-{pid}", daemon=True).start()
-    return read_end
