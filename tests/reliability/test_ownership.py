@@ -300,3 +300,21 @@ def test_bad_after_is_a_400_for_events_and_sockets(fault_server, after):
     code, _ = raw_upgrade(fault_server.port, f"/api/runs/{run_id}/ws?after={after}",
                           {"Host": f"127.0.0.1:{fault_server.port}"})
     assert code == 400
+
+
+@pytest.mark.parametrize("err, code", [(errno.ENOSPC, 507), (errno.EROFS, 503)])
+def test_a_full_or_read_only_data_dir_is_a_clear_error_on_post_runs(tmp_path, monkeypatch, err, code):
+    from app import create_app
+
+    app = create_app({"DATA_DIR": str(tmp_path), "LESSONS_DIR": str(FAULT_LESSONS)})
+
+    def cannot_write(self, folder):
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(RunRecord, "save", cannot_write)
+    client = app.test_client()
+    response = client.post("/runs", json={"lesson": "08", "params": {}}, base_url="http://127.0.0.1:8765")
+    assert response.status_code == code
+    assert "cannot store a new run" in response.get_json()["error"]
+    assert client.get("/api/runs", base_url="http://127.0.0.1:8765").get_json() == []
+    assert app.extensions["threadlab.runs"].live_count() == 0
