@@ -84,6 +84,7 @@ def setup(args: argparse.Namespace, logger_name: str = "lesson") -> logging.Logg
     import logging
 
     from . import control, events
+    from . import sampler as sampler_module
     from .logsetup import configure
     from .sampler import Sampler
 
@@ -101,6 +102,13 @@ def setup(args: argparse.Namespace, logger_name: str = "lesson") -> logging.Logg
     with _sampler_lock:  # stop the old one and publish the new one as one step (see _sampler)
         if _sampler is not None:
             _sampler.stop()
+        # thread events and traced joins (JSON mode only). Installed under the same lock: one
+        # setup at a time changes threading's methods, and installing again replaces our
+        # wrappers instead of stacking them (setup() twice must not write every event twice).
+        if json_mode:
+            sampler_module.install_thread_hooks()
+        else:
+            sampler_module.uninstall_thread_hooks()
         sampler.start()
         _sampler = sampler
     global _interrupts, _wake_read, _wake_write

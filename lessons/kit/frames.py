@@ -5,7 +5,9 @@ own, so its state is read from two places: the standard-library function it is i
 (``Queue.get`` → waiting-queue; found by qualified name, outermost first) or, when the innermost
 frame is the lesson's own code, the call expression being executed (``time.sleep(0.1)`` → sleeping,
 found from the instruction's source position). Both are cached per code position, so a sample costs
-a few dictionary look-ups per thread.
+a few dictionary look-ups per thread. An event loop waiting for work is told apart from other
+waits: asyncio's selector called by ``BaseEventLoop._run_once``, a Qt ``exec()``/``exec_()`` called
+from the lesson, and the kit's own ``EventLoop.run`` are ``waiting-event-loop``.
 
 **This module is the only place in the kit that reads another thread's frames** (``sys.
 _current_frames``, and ``f_back``, ``f_lasti``, ``f_lineno`` of what it returns), so the question
@@ -37,7 +39,7 @@ import sys
 import sysconfig
 import threading
 from collections.abc import Iterable
-from types import CodeType, FrameType
+from types import CodeType, FrameType, TracebackType
 
 KIT_DIR = os.path.dirname(os.path.abspath(__file__))
 _STDLIB_DIRS = tuple(
@@ -56,7 +58,9 @@ BLOCKING_QUALNAMES = {
     "Future.exception": "waiting-event",
     "wait": "waiting-event",  # concurrent.futures.wait
     "as_completed": "waiting-event",
-    "Thread.join": "waiting-lock",
+    # A join waits for a thread to end, not for a lock (that threading builds it on a lock is a
+    # detail): shown as waiting-lock it was drawn in a deadlock's colour.
+    "Thread.join": "waiting-join",
     "Semaphore.acquire": "waiting-lock",
     "BoundedSemaphore.acquire": "waiting-lock",
     "Barrier.wait": "waiting-condition",
@@ -69,13 +73,20 @@ BLOCKING_QUALNAMES = {
     "socket.accept": "waiting-io",
     "Popen.wait": "waiting-io",
     "Popen.communicate": "waiting-io",
+    # The kit's signals-and-slots loop, idle between queued calls (a slot it runs is lesson code,
+    # where the walk below stops, so a busy slot still shows as what it does).
+    "EventLoop.run": "waiting-event-loop",
 }
+
+# A selector's select() called straight from asyncio's loop iteration is the loop waiting for work.
+_SELECTS = frozenset(q for q in BLOCKING_QUALNAMES if q.endswith("Selector.select"))
+_ASYNCIO_RUN_ONCE = "BaseEventLoop._run_once"
 
 # The last name of a call made from the lesson's own code → state.
 BLOCKING_CALLS = {
     "sleep": "sleeping",
     "acquire": "waiting-lock",
-    "join": "waiting-lock",
+    "join": "waiting-join",
     "wait": "waiting-condition",
     "wait_for": "waiting-condition",
     "get": "waiting-queue",
@@ -90,7 +101,13 @@ BLOCKING_CALLS = {
     "input": "waiting-io",
     "connect": "waiting-io",
     "sendall": "waiting-io",
+    # Qt's event loops (QApplication, QEventLoop, QThread, QDialog): C++ all the way down, so the
+    # call from the lesson is all there is to see. Only as a method call: the builtin exec() runs
+    # Python code, whose own frames would be innermost.
+    "exec": "waiting-event-loop",
+    "exec_": "waiting-event-loop",
 }
+_METHOD_ONLY = frozenset({"exec", "exec_"})
 
 _CALL_RE = re.compile(r"\s*([A-Za-z_][\w.]*)\s*\(")
 # Caches shared by the sampler and the command thread without a lock, on purpose: each entry is
@@ -210,11 +227,17 @@ def classify(frame: FrameType | None) -> tuple[str, str]:
         qualname = current.f_code.co_qualname
         if qualname in BLOCKING_QUALNAMES:
             state, detail = BLOCKING_QUALNAMES[qualname], qualname
+            caller = current.f_back
+            if qualname in _SELECTS and caller and caller.f_code.co_qualname == _ASYNCIO_RUN_ONCE:
+                state, detail = "waiting-event-loop", "asyncio event loop"
         current = current.f_back
     if state:
         return state, detail
     name = callee(frame)
-    return BLOCKING_CALLS.get(name.rpartition(".")[2], "running"), name
+    last = name.rpartition(".")[2]
+    if last in _METHOD_ONLY and "." not in name:
+        return "running", name
+    return BLOCKING_CALLS.get(last, "running"), name
 
 
 def lesson_frame(frame: FrameType | None, main_file: str | None) -> FrameType | None:
@@ -239,6 +262,32 @@ def where(frame: FrameType | None) -> dict:
     return {
         "where": f"{os.path.basename(code.co_filename)}:{frame.f_lineno} {code.co_name}",
         "line": frame.f_lineno,
+        "func": code.co_name,
+    }
+
+
+def traceback_where(tb: TracebackType | None, main_file: str | None) -> dict:
+    """:func:`where` for an exception: the innermost traceback entry in the lesson's own file, else
+    the innermost outside stdlib and kit (as :func:`lesson_frame` picks frames), with the line the
+    traceback gives (a finished frame's own line number may have moved on)."""
+    entries = []  # outermost first, as the traceback links them
+    while tb is not None:
+        entries.append((tb.tb_frame.f_code, tb.tb_lineno))
+        tb = tb.tb_next
+    fallback = None
+    for code, line in reversed(entries):
+        filename = code.co_filename
+        if main_file and filename == main_file:
+            fallback = (code, line)
+            break
+        if fallback is None and not is_stdlib(filename) and not is_kit(filename):
+            fallback = (code, line)
+    if fallback is None:
+        return {"where": "", "line": None, "func": ""}
+    code, line = fallback
+    return {
+        "where": f"{os.path.basename(code.co_filename)}:{line} {code.co_name}",
+        "line": line,
         "func": code.co_name,
     }
 

@@ -11,16 +11,27 @@ So that it still shows in the table, every new thread announces itself once:
 ``threading.setprofile`` installs a hook that each thread started afterwards calls on its first
 Python call; the hook notes the thread and removes itself, so the thread runs unprofiled from then
 on (one call's cost, not one per call).
+
+Snapshots are samples; a thread's life is also told as it happens. In JSON mode ``kit.setup``
+calls :func:`install_thread_hooks`, which wraps ``Thread._bootstrap_inner`` (the method every
+thread runs, whatever its subclass does with ``run``): each lesson thread writes a ``thread``
+event ``start`` before its target runs and ``end`` or ``crash`` after it, from the thread itself,
+so no thread is missed and the times are true. A crash is noticed through the thread's own
+``_invoke_excepthook`` (an instance attribute threading makes per thread), not by replacing
+``threading.excepthook``: a lesson that installs its own hook (14 does) still gets every crash,
+and whatever hook is in place still runs, so the traceback still reaches stderr.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
 import os
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import events, frames, traced
 
@@ -49,6 +60,161 @@ def cpu_seconds(native_id: int | None) -> float | None:
     return round((int(fields[11]) + int(fields[12])) / _CLOCK_TICKS, 3)
 
 
+# --- Thread life ------------------------------------------------------------------------------
+
+# Installed and removed only by kit.setup(), always under kit._sampler_lock: one writer at a time.
+# The original is kept on the wrapper, so installing again wraps the original, never a wrapper.
+_WRAPS = "__threadlab_wraps__"
+# Set on a crashed Thread object by that thread alone, once, inside threading's excepthook call,
+# which comes before the thread leaves threading's table: whoever sees it finished sees this too.
+CRASH_ATTR = "_threadlab_crash"
+
+
+class LifeEnd(NamedTuple):
+    """How a lesson thread ended (see :data:`_recent_ends`)."""
+
+    at: float  # time.monotonic()
+    ident: int
+    thread: str
+    op: str  # "end" or "crash"
+    exc: dict[str, str] | None  # crash: {"type", "message"}
+
+
+# The last lesson threads to end, oldest first: appended by each ending thread itself (one atomic
+# append), read only as a whole copy. For the deadlock watch: "it crashed" or "it ended" tells how
+# a cycle broke even when the thread is long gone by the next sample.
+_recent_ends: collections.deque[LifeEnd] = collections.deque(maxlen=1024)
+
+
+def recent_ends() -> list[LifeEnd]:
+    return list(_recent_ends.copy())
+
+
+def crash_of(thread: threading.Thread) -> dict[str, Any] | None:
+    """``{"type", "message", "where"}`` if ``thread`` ended with an uncaught exception."""
+    return getattr(thread, CRASH_ATTR, None)
+
+
+def install_thread_hooks() -> None:
+    """``thread`` events for every lesson thread started from now on, and traced joins."""
+    original = getattr(
+        threading.Thread._bootstrap_inner, _WRAPS, threading.Thread._bootstrap_inner
+    )
+
+    def _bootstrap_inner(self: threading.Thread) -> None:
+        if is_kit_thread(self):
+            return original(self)
+        invoke = getattr(self, "_invoke_excepthook", None)
+        if invoke is not None:  # CPython 3.8+; elsewhere crashes are reported as ends
+
+            def record_then_invoke(thread: threading.Thread) -> None:
+                _record_crash(thread)
+                invoke(thread)  # threading.excepthook as it is now: the traceback still prints
+
+            self._invoke_excepthook = record_then_invoke  # type: ignore[attr-defined]
+        # ident and native_id are not on self yet (the original sets them): ask the OS thread.
+        _life("start", self, threading.get_ident(), threading.get_native_id())
+        try:
+            original(self)
+        finally:
+            # The original has taken us out of threading's table: from here on, nothing may call
+            # threading.current_thread() (it would invent a "Dummy" thread). self says who we are.
+            # A lesson's profile or trace function would (lesson 14's counts calls per thread
+            # name), and our calls below are no part of the lesson anyway: switch them off for
+            # this thread, which is about to end.
+            sys.setprofile(None)
+            sys.settrace(None)
+            crash = crash_of(self)
+            op = "crash" if crash is not None else "end"
+            exc = {"type": crash["type"], "message": crash["message"]} if crash else None
+            _recent_ends.append(LifeEnd(time.monotonic(), self.ident or 0, self.name, op, exc))
+            if crash is not None:
+                _life(op, self, self.ident, self.native_id, exc=exc, where=crash["where"])
+            else:
+                _life(op, self, self.ident, self.native_id)
+
+    setattr(_bootstrap_inner, _WRAPS, original)
+    threading.Thread._bootstrap_inner = _bootstrap_inner  # type: ignore[attr-defined]
+    traced.install_join()
+
+
+def uninstall_thread_hooks() -> None:
+    """Back to threading's own methods (text mode: nothing is written, so nothing is wrapped)."""
+    current = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
+    threading.Thread._bootstrap_inner = getattr(current, _WRAPS, current)  # type: ignore
+    traced.uninstall_join()
+
+
+def _record_crash(thread: threading.Thread) -> None:
+    """Runs in the crashing thread, inside threading's except clause: sys.exc_info() is its own."""
+    exc = sys.exc_info()[1]
+    if exc is None or isinstance(exc, SystemExit):
+        return  # SystemExit ends a thread quietly (threading.excepthook ignores it too)
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    place = frames.traceback_where(exc.__traceback__, main_file)
+    # Type, message and place only: keeping the exception would keep its frames alive.
+    setattr(
+        thread,
+        CRASH_ATTR,
+        {"type": type(exc).__name__, "message": str(exc), **place},
+    )
+
+
+def _life(op: str, thread: threading.Thread, ident: int | None, native_id: int | None,
+          **extra: Any) -> None:
+    if not events.enabled():
+        return
+    # Telling the dashboard must never take the lesson's thread down.
+    with contextlib.suppress(Exception):
+        events.emit("thread", op=op, name=thread.name, ident=ident, native_id=native_id,
+                    daemon=thread.daemon, **extra)
+
+
+def _finished(thread: threading.Thread) -> dict[str, Any]:
+    """The row fields of a thread that is no longer alive: ``done``, or ``crashed`` with ``exc``."""
+    fields: dict[str, Any] = {"alive": False, "state": "done", "holds": [], "waiting_for": None}
+    crash = crash_of(thread)
+    if crash is not None:
+        fields.update(
+            state="crashed",
+            exc={"type": crash["type"], "message": crash["message"]},
+            where=crash["where"],
+            line=crash["line"],
+            func=crash["func"],
+        )
+    return fields
+
+
+def explain_break(cycle: list[dict[str, Any]], idents: list[int], since: float) -> str:
+    """How a deadlock cycle (formed at monotonic ``since``) broke, from what changed since then.
+
+    In order of what is the cause rather than a consequence: a thread of the cycle gave up its wait
+    (the first to do so: the others may then have got their lock), crashed, ended; else a lock it
+    held was released from outside (a plain lock may be released by any thread).
+    """
+    members = {ident: entry for ident, entry in zip(idents, cycle, strict=True)}
+    for wait in traced.recent_waits():
+        entry = members.get(wait.ident)
+        if (wait.at >= since and entry is not None and wait.obj == entry["waits_for"]
+                and wait.outcome != "acquired"):
+            verb = "gave up waiting" if wait.outcome == "timeout" else "stopped waiting"
+            return f"{entry['thread']} {verb} for {wait.obj} ({wait.outcome})"
+    for end in recent_ends():
+        if end.at >= since and end.ident in members:
+            if end.exc is not None:
+                return f"{end.thread} crashed ({end.exc['type']}: {end.exc['message']})"
+            return f"{end.thread} ended"
+    alive = {t.ident for t in threading.enumerate()}
+    for ident, entry in members.items():
+        if ident not in alive:
+            return f"{entry['thread']} ended"
+        owners = traced._owners
+        for name in entry["holds"]:
+            if owners.get(name) != ident:
+                return f"{name}, held by {entry['thread']}, was released"
+    return "the wait-for cycle is gone"
+
+
 class Sampler:
     """Snapshots of lesson threads; up to ``MAX_FINISHED`` finished ones stay (greyed)."""
 
@@ -73,8 +239,11 @@ class Sampler:
         # drained only under _lock, by copying then deleting that many from the front, so an
         # append landing in between stays for the next sample.
         self._born: list[threading.Thread] = []
-        # Owned by threadlab-sampler (check_deadlock runs only there): no lock.
-        self._cycle_since: float | None = None
+        # Owned by threadlab-sampler (check_deadlock runs only there): no lock. _cycle is the cycle
+        # being watched (None: none); _cycle_reported says whether its "formed" event went out,
+        # so that exactly the reported cycles get a "broken" one.
+        self._cycle: traced.Cycle | None = None
+        self._cycle_since = 0.0  # epoch seconds when _cycle formed: "since" in both its events
         self._cycle_reported = False
         # Set by stop(); the sampler thread waits on it between samples.
         self._stop = threading.Event()
@@ -114,6 +283,13 @@ class Sampler:
             except Exception:  # the sampler must never take a lesson down
                 _log.exception("thread sampler failed; sampling continues")
             self._stop.wait(self.interval)
+        # One last look, here (check_deadlock's state is this thread's alone): a deadlock that
+        # broke just before the lesson ended (lesson 09's last transfer gives up, then main exits)
+        # must still be reported broken, or the banner would stay up on a finished run.
+        try:
+            self.check_deadlock()
+        except Exception:
+            _log.exception("thread sampler failed in its last deadlock check")
 
     def rows(self) -> list[dict[str, Any]]:
         """Every lesson thread's row now (updating the table ``write_snapshot`` writes)."""
@@ -137,7 +313,7 @@ class Sampler:
             self._rows[thread] = self._row(thread, current.get(thread.ident))
         for thread, row in self._rows.items():
             if thread not in alive and row["alive"]:
-                row.update(alive=False, state="done", holds=[], waiting_for=None)
+                row.update(_finished(thread))
         finished = [t for t, row in self._rows.items() if not row["alive"]]
         for thread in finished[:-MAX_FINISHED]:
             del self._rows[thread]
@@ -155,7 +331,7 @@ class Sampler:
             waiting_for, state = blocked[0], blocked[1]
         elif state != "running":
             waiting_for = detail or None
-        return {
+        row = {
             "name": thread.name,
             "ident": thread.ident,
             "native_id": thread.native_id,
@@ -167,6 +343,9 @@ class Sampler:
             "waiting_for": waiting_for,
             "cpu_s": cpu_seconds(thread.native_id),
         }
+        if not alive:
+            row.update(_finished(thread))
+        return row
 
     def write_snapshot(self, force: bool = False) -> None:
         """Write a ``threads`` event if anything changed (or ``force``); any thread may call it.
@@ -186,19 +365,46 @@ class Sampler:
                 self._last_written, self._last_time = comparable, now
 
     def check_deadlock(self) -> None:
-        cycle = traced.find_cycle()
-        if cycle is None:
-            self._cycle_since, self._cycle_reported = None, False
+        """Report a cycle that lasts (``formed``), and the end of every reported one (``broken``).
+
+        A cycle is the same while the same threads wait for the same locks; when it changes, the
+        old one is over (broken, if it was reported) and the new one is watched from its own start.
+        """
+        found = traced.find_cycle_detail()
+        watched = self._cycle
+        if watched is not None and (found is None or _key(found) != _key(watched)):
+            if self._cycle_reported:
+                self._report_broken(watched)
+            self._cycle, self._cycle_reported = None, False
+        if found is None:
             return
-        now = time.monotonic()
-        if self._cycle_since is None:
-            self._cycle_since = now
-        if not self._cycle_reported and now - self._cycle_since >= DEADLOCK_AFTER:
+        if self._cycle is None:
+            self._cycle, self._cycle_since = found, _epoch(found.since)
+        watched = self._cycle
+        # Timed from when the cycle formed (its last wait began), not from when a sample saw it.
+        if not self._cycle_reported and time.monotonic() - watched.since >= DEADLOCK_AFTER:
             self._cycle_reported = True
-            events.emit("deadlock", cycle=cycle)
+            events.emit("deadlock", op="formed", since=self._cycle_since, cycle=watched.cycle)
             story = "; ".join(
                 f"{c['thread']} holds {', '.join(c['holds']) or 'nothing'} "
                 f"and waits for {c['waits_for']}"
-                for c in cycle
+                for c in watched.cycle
             )
             _log.error("DEADLOCK detected: %s", story)
+
+    def _report_broken(self, cycle: traced.Cycle) -> None:
+        how = explain_break(cycle.cycle, cycle.idents, cycle.since)
+        events.emit("deadlock", op="broken", since=self._cycle_since, cycle=cycle.cycle, how=how)
+        _log.info("deadlock over after %.1f s: %s", time.monotonic() - cycle.since, how)
+
+
+def _key(cycle: traced.Cycle) -> tuple[frozenset[tuple[int, str]], float]:
+    # With when it formed: a later cycle of reused idents and same-named locks (lesson 09 makes
+    # new "account-A"s each round) is another cycle, even if no sample fell between the two.
+    pairs = zip(cycle.idents, cycle.cycle, strict=True)
+    return frozenset((ident, entry["waits_for"]) for ident, entry in pairs), cycle.since
+
+
+def _epoch(monotonic: float) -> float:
+    """A ``time.monotonic()`` instant as epoch seconds, the clock of every event's ``t``."""
+    return time.time() - (time.monotonic() - monotonic)

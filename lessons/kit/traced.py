@@ -14,16 +14,22 @@ nanoseconds more than a bare one, and lesson 05's race still shows. That holds o
 tests an entry and then acts on it as a second step; readers copy (``holds``) or read once
 (``waiting``), and ``_gave`` removes and handles "was not there" instead of checking first.
 Only operations that matter are written as ``sync`` events: a wait that blocks, the acquire that
-ends it, a timeout, a notify, a set.
+ends it, a timeout, a notify, a set. A wait that blocks is also written as two ``state`` events
+(its thread's state when the wait begins, ``running`` with the ``outcome`` when it ends), and its
+end is remembered in :data:`_recent` so the deadlock watch can tell *how* a cycle broke.
+
+:func:`install_join` makes ``Thread.join`` one more traced wait (``waiting-join``, ``obj`` the
+joined thread's name); ``kit.setup`` installs it in JSON mode only.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import events
 
@@ -31,6 +37,28 @@ _holds: dict[int, list[str]] = {}
 _waiting: dict[int, tuple[str, str, float]] = {}
 _owners: dict[str, int] = {}  # lock/rlock name → ident of its owner (for the wait-for graph)
 _counter = itertools.count(1)
+
+
+class WaitEnd(NamedTuple):
+    """How one blocking wait ended (see :data:`_recent`)."""
+
+    at: float  # time.monotonic()
+    ident: int
+    thread: str
+    obj: str
+    outcome: str  # acquired, notified, set, joined, timeout, or the type of what the wait raised
+
+
+# The last blocking waits to end, oldest first: appended by each waiting thread as its wait ends
+# (one append: atomic under the GIL, per-object locked without it), read only as a whole copy
+# (recent_waits), never iterated in place. maxlen keeps it small: the deadlock watch looks back
+# one sample interval (0.1 s), far fewer than 1024 ended waits even in a contended lesson.
+_recent: collections.deque[WaitEnd] = collections.deque(maxlen=1024)
+
+
+def recent_waits() -> list[WaitEnd]:
+    """A copy of the blocking waits that ended lately, oldest first."""
+    return list(_recent.copy())  # copy() is one C call: no "deque mutated during iteration"
 
 
 def _auto_name(kind: str, name: str | None) -> str:
@@ -76,19 +104,40 @@ def _gave(ident: int, name: str) -> None:
             continue
 
 
+def _state(thread: threading.Thread, state: str, obj: str, **extra: Any) -> None:
+    if events.enabled():
+        events.emit(
+            "state", thread=thread.name, ident=thread.ident, state=state, obj=obj, **extra
+        )
+
+
 class _Blocking:
-    """Marks the current thread as waiting for ``name`` while the ``with`` body blocks."""
+    """Marks the current thread as waiting for ``name`` while the ``with`` body blocks.
 
-    def __init__(self, name: str, state: str) -> None:
-        self.name, self.state = name, state
+    Only entered once the wait is known to block (the fast paths never get here), so its cost
+    (two ``state`` events, a ``sync`` one) is paid by waits that are slow anyway. The body sets
+    ``outcome`` before it leaves; a wait that raises ends with the exception's type instead.
+    """
 
-    def __enter__(self) -> None:
+    def __init__(self, name: str, state: str, sync: bool = True) -> None:
+        self.name, self.state, self.sync = name, state, sync
+        self.outcome = ""
+
+    def __enter__(self) -> _Blocking:
+        self.thread = threading.current_thread()
         self.ident = threading.get_ident()
         _waiting[self.ident] = (self.name, self.state, time.monotonic())
-        _sync("wait", self.name, state=self.state)
+        if self.sync:
+            _sync("wait", self.name, state=self.state)
+        _state(self.thread, self.state, self.name)
+        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        # Out of the wait-for graph first, so the deadlock watch never sees a wait that is over.
         _waiting.pop(self.ident, None)
+        outcome = exc_type.__name__ if exc_type is not None else self.outcome
+        _recent.append(WaitEnd(time.monotonic(), self.ident, self.thread.name, self.name, outcome))
+        _state(self.thread, "running", self.name, outcome=outcome)
 
 
 def _acquire(
@@ -101,8 +150,9 @@ def _acquire(
         return True
     if not blocking:
         return False
-    with _Blocking(name, "waiting-lock"):
+    with _Blocking(name, "waiting-lock") as wait:
         ok = inner.acquire(True, timeout)
+        wait.outcome = "acquired" if ok else "timeout"
     if ok:
         taken(me)
         _sync("acquired", name)
@@ -217,8 +267,10 @@ class Condition:
         self.lock.release()
 
     def wait(self, timeout: float | None = None) -> bool:
-        with _Blocking(self.name, "waiting-condition"):
-            return self._inner.wait(timeout)
+        with _Blocking(self.name, "waiting-condition") as wait:
+            notified = self._inner.wait(timeout)
+            wait.outcome = "notified" if notified else "timeout"
+        return notified
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
         # The same loop as threading.Condition.wait_for, so each wait is traced.
@@ -296,8 +348,10 @@ class Event:
         # check, the wait below returns at once, so the check decides nothing that matters.
         if self._inner.is_set():
             return True
-        with _Blocking(self.name, "waiting-event"):
-            return self._inner.wait(timeout)
+        with _Blocking(self.name, "waiting-event") as wait:
+            is_set = self._inner.wait(timeout)
+            wait.outcome = "set" if is_set else "timeout"
+        return is_set
 
 
 def find_cycle() -> list[dict[str, Any]] | None:
@@ -307,18 +361,36 @@ def find_cycle() -> list[dict[str, Any]] | None:
     plain Lock it holds: a deadlock of one). Only locks count (one owner each);
     a semaphore's many holders would make cycles that are not deadlocks.
     """
-    edges: dict[int, tuple[int, str]] = {}
-    for ident, (name, state, _since) in list(_waiting.items()):
+    found = find_cycle_detail()
+    return found.cycle if found is not None else None
+
+
+class Cycle(NamedTuple):
+    cycle: list[dict[str, Any]]  # as find_cycle() returns it
+    idents: list[int]  # the threads of ``cycle``, in the same order
+    since: float  # time.monotonic() when the last of its waits began: when the cycle formed
+
+
+def find_cycle_detail() -> Cycle | None:
+    """:func:`find_cycle`, plus the threads' idents and when the cycle formed."""
+    edges: dict[int, tuple[int, str, float]] = {}
+    # One copy of _waiting, then only the copy is read: each entry is one consistent wait.
+    for ident, (name, state, since) in list(_waiting.items()):
         owner = _owners.get(name)
         if state == "waiting-lock" and owner is not None:
-            edges[ident] = (owner, name)  # owner == ident: a thread waiting for itself (plain Lock)
+            # owner == ident: a thread waiting for itself (plain Lock)
+            edges[ident] = (owner, name, since)
     for start in edges:
         path, seen = [start], {start}
         node = start
         while node in edges:
             node = edges[node][0]
             if node == start:
-                return [_cycle_entry(ident, edges[ident][1]) for ident in path]
+                return Cycle(
+                    [_cycle_entry(ident, edges[ident][1]) for ident in path],
+                    path,
+                    max(edges[ident][2] for ident in path),
+                )
             if node in seen:
                 break
             seen.add(node)
@@ -329,3 +401,45 @@ def find_cycle() -> list[dict[str, Any]] | None:
 def _cycle_entry(ident: int, waits_for: str) -> dict[str, Any]:
     names = {t.ident: t.name for t in threading.enumerate()}
     return {"thread": names.get(ident, str(ident)), "holds": holds(ident), "waits_for": waits_for}
+
+
+# Thread.join as a traced wait. Installed and removed only by kit.setup(), always under
+# kit._sampler_lock: one writer, so "installed already?" below is no race. The original is kept on
+# the wrapper itself, so a second install (setup() again, or this module imported afresh) wraps the
+# original again instead of wrapping a wrapper: joins never report twice.
+_WRAPS = "__threadlab_wraps__"
+
+
+def install_join() -> None:
+    """Make ``threading.Thread.join`` report a join that blocks (``waiting-join``)."""
+    original = getattr(threading.Thread.join, _WRAPS, threading.Thread.join)
+
+    def join(self: threading.Thread, timeout: float | None = None) -> None:
+        if not events.enabled() or _is_kit(self) or _is_kit(threading.current_thread()):
+            return original(self, timeout)
+        # A join that would not block says nothing, like an uncontended acquire. The probe also
+        # raises what a real join raises (not started, joining oneself) before anything is said.
+        original(self, 0)
+        if not self.is_alive() or (timeout is not None and timeout <= 0):
+            return None
+        # The thread may end right here, before the wait below: then the report is of a wait that
+        # lasted microseconds, still true, and nothing is decided by the check above.
+        with _Blocking(self.name, "waiting-join", sync=False) as wait:
+            original(self, timeout)
+            wait.outcome = "timeout" if self.is_alive() else "joined"
+        return None
+
+    setattr(join, _WRAPS, original)
+    join.__doc__ = original.__doc__
+    threading.Thread.join = join  # type: ignore[method-assign]
+
+
+def uninstall_join() -> None:
+    """Put the original ``Thread.join`` back (text mode, or after tests)."""
+    threading.Thread.join = getattr(  # type: ignore[method-assign]
+        threading.Thread.join, _WRAPS, threading.Thread.join
+    )
+
+
+def _is_kit(thread: threading.Thread) -> bool:
+    return thread.name.startswith("threadlab-")
