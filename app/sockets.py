@@ -29,7 +29,7 @@ def refuse_before_upgrade():
     if _manager().get(request.view_args.get("run_id", "")) is None:
         abort(404, description="no such run")
     if "after" in request.args:
-        from .views import after_param
+        from .api import after_param
 
         after_param()  # a bad ?after= is a 400 now, not an error inside the open socket
     global _open
@@ -78,7 +78,7 @@ def page_socket(ws, run_id: str):
 @sock.route("/api/runs/<run_id>/ws")
 def json_socket(ws, run_id: str):
     """The run's events as JSON arrays: history (after ``?after=N``), then live; closed at the end."""
-    from .views import after_param
+    from .api import after_param
 
     manager = _manager()
     run = manager.get(run_id)

@@ -1,4 +1,5 @@
-"""Pages and the JSON API. One URL, two renderings: htmx requests get the fragment, others the page."""
+"""Pages, and the requests that start and control runs. One URL, two renderings: htmx requests get
+the fragment, others the page. The JSON API and the run's drawings are in app/api.py."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ from flask import (
     redirect,
     render_template,
     request,
-    stream_with_context,
 )
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from . import params as param_rules
+from . import security
 from .registry import Lesson, Registry
 from .runs import RunLimitError, RunManager, StorageError
 
@@ -50,6 +51,14 @@ def run_or_404(run_id: str):
     run = manager().get(run_id)
     if run is None:
         abort(404, description="no such run")
+    return run
+
+
+def controllable_run_or_403(run_id: str):
+    run = run_or_404(run_id)
+    if not security.may_control(run):
+        abort(403, description="this run was started in another browser: only that one can stop or "
+                               "signal it (the server's --shared-controls lets every viewer)")
     return run
 
 
@@ -101,8 +110,11 @@ def lesson_page(key: str):
 def run_page(run_id: str):
     """One run's page: shareable, reloadable; the live panes replay its history and follow it."""
     run = run_or_404(run_id)
+    from .api import seconds_param  # not at the top: api imports this module's helpers
+
+    at = seconds_param("t")  # ?t=1.25 opens the page at that instant of the run
     lesson = registry().get(run.lesson)
-    return render_template("lesson.html", lesson=lesson, run=run, values=run.params, errors={})
+    return render_template("lesson.html", lesson=lesson, run=run, values=run.params, errors={}, at=at)
 
 
 @bp.get("/concepts")
@@ -144,7 +156,8 @@ def start_run():
         return _bad_param(lesson, "lesson", f"lesson {lesson.id} needs {', '.join(lesson.requires)}",
                           raw, from_form)
     try:
-        run = manager().start(lesson, values, param_rules.to_argv(lesson, values))
+        owner = "" if request.is_json else security.browser_id()  # a page's run: its browser's
+        run = manager().start(lesson, values, param_rules.to_argv(lesson, values), owner=owner)
     except (RunLimitError, StorageError) as err:
         code = err.http_status if isinstance(err, StorageError) else 429
         if from_form and is_htmx():
@@ -174,14 +187,14 @@ def _bad_param(lesson, field: str, message: str, raw: dict, from_form: bool):
 @bp.post("/runs/<run_id>/stop")
 def stop_run(run_id: str):
     """Stop a run gracefully (SIGINT, then SIGTERM, then SIGKILL to its process group)."""
-    run = run_or_404(run_id)
+    run = controllable_run_or_403(run_id)
     return _answered(run, manager().stop(run))
 
 
 @bp.post("/runs/<run_id>/signal")
 def signal_run(run_id: str):
     """Send one of the lesson's declared POSIX signals to the run's own process group."""
-    run = run_or_404(run_id)
+    run = controllable_run_or_403(run_id)
     data = body()
     data.pop("csrf_token", None)
     unknown = sorted(set(data) - {"signal"})
@@ -199,7 +212,7 @@ def signal_run(run_id: str):
 @bp.post("/runs/<run_id>/dump")
 def dump_run(run_id: str):
     """Ask the lesson for every thread's stack; it arrives as a ``stacks`` event."""
-    run = run_or_404(run_id)
+    run = controllable_run_or_403(run_id)
     return _answered(run, manager().dump(run))
 
 
@@ -217,74 +230,6 @@ def _answered(run, command):
 
 
 # -- JSON API ------------------------------------------------------------------------------------
-
-@bp.get("/api/lessons")
-def api_lessons():
-    """Every lesson with its parameters, as the form and scripts use them."""
-    return jsonify([lesson.to_json() for lesson in registry().all()])
-
-
-@bp.get("/api/runs")
-def api_runs():
-    """Every run, newest first."""
-    return jsonify([run.to_json() for run in manager().all()])
-
-
-@bp.get("/api/runs/<run_id>")
-def api_run(run_id: str):
-    """One run's status."""
-    return jsonify(run_or_404(run_id).to_json())
-
-
-@bp.get("/api/runs/<run_id>/events")
-def api_events(run_id: str):
-    """The run's events as NDJSON: all, or those with seq > ``after``; also the log download."""
-    run = run_or_404(run_id)
-    after = after_param()
-
-    def lines():
-        with manager().viewing(run):  # a download is not cut short by pruning
-            for batch in _batches(run, after):
-                yield b"".join(line + b"\n" for line, _ in batch)
-
-    response = Response(stream_with_context(lines()), mimetype="application/x-ndjson")
-    if request.args.get("download"):
-        response.headers["Content-Disposition"] = f'attachment; filename="{run.id}-events.jsonl"'
-    return response
-
-
-@bp.get("/runs/<run_id>/timeline")
-def run_timeline(run_id: str):
-    """The run's timeline as SVG: a labelled lane per thread, coloured by state, with marks."""
-    from . import timeline
-
-    run = run_or_404(run_id)
-    with manager().viewing(run):
-        svg = timeline.render(line for batch in _batches(run) for line, _ in batch)
-    response = Response(svg, mimetype="image/svg+xml")
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def after_param() -> int:
-    """``?after=N``: the seq of the last event the client has; -1 (the default) for all of them."""
-    text = request.args.get("after", "-1")
-    try:
-        after = int(text)
-    except ValueError:
-        after = None
-    if after is None or after < -1 or len(text) > 20:
-        abort(400, description="after: expected a whole number of -1 or more")
-    return after
-
-
-def _batches(run, after: int = -1):
-    """The run's events in batches, from disk or memory, as far as they go right now."""
-    cursor = after
-    while batch := run.log.read(cursor, 10_000):
-        yield batch
-        cursor += len(batch)
-
 
 @bp.app_errorhandler(HTTPException)
 def http_error(error: HTTPException):

@@ -114,9 +114,18 @@ def test_lesson_09_deadlock_is_seen_through_the_api(server):
     run = server.wait_status(run_id, timeout=30)
     assert run["status"] == "exited"
     events = server.events(run_id)
-    (deadlock,) = [e for e in events if e["kind"] == "deadlock"]
-    assert len(deadlock["cycle"]) == 2
-    assert all(entry["holds"] and entry["waits_for"] for entry in deadlock["cycle"])
+    formed, broken = [e for e in events if e["kind"] == "deadlock"]
+    assert (formed["op"], broken["op"]) == ("formed", "broken")
+    assert len(formed["cycle"]) == 2
+    assert all(entry["holds"] and entry["waits_for"] for entry in formed["cycle"])
+    # When it formed, and how it broke: the transfer that gave up, named.
+    assert formed["since"] <= formed["t"] and broken["since"] == formed["since"]
+    assert "gave up" in broken["how"] and any(c["thread"] in broken["how"] for c in formed["cycle"])
+    state = server.get_json(f"/api/runs/{run_id}/state?t={formed['t'] - events[0]['t'] + 0.01:.3f}")
+    assert state["deadlock"] and {c["thread"] for c in state["deadlock"]["cycle"]} == \
+        {c["thread"] for c in formed["cycle"]}
+    after = server.get_json(f"/api/runs/{run_id}/state?t={broken['t'] - events[0]['t'] + 0.01:.3f}")
+    assert after["deadlock"] is None, "the banner comes down once the cycle is broken"
     rows = [row for e in events if e["kind"] == "threads" for row in e["threads"]]
     assert any(row["state"] == "waiting-lock" for row in rows)
     assert any(row["holds"] for row in rows)

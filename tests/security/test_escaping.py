@@ -32,12 +32,13 @@ def assert_inert(html: str, run_id: str) -> Tags:
         elif tag == "script":
             assert (attrs.get("src") or "").startswith("/static/"), attrs
         elif tag == "form":  # the page's own forms post to our routes only
-            assert re.fullmatch(r"/runs(/\w*/(stop|dump|signal))?", attrs.get("action") or ""), attrs
+            action = attrs.get("action") or ""
+            assert re.fullmatch(r"/runs(/\w*/(stop|dump|signal))?|/experiments", action), attrs
         else:
             assert tag not in INJECTED_TAGS, (tag, attrs)
         assert not [a for a in attrs if a in INJECTED_ATTRS or a.startswith(("on", "hx-on"))], (tag, attrs)
-        if "hx-post" in attrs:  # only the run's own controls (and the run form) post
-            assert tag == "form" and re.fullmatch(rf"/runs(/({run_id})?/(stop|dump|signal))?",
+        if "hx-post" in attrs:  # only the run's own controls (and the run and experiment forms) post
+            assert tag == "form" and re.fullmatch(rf"/runs(/({run_id})?/(stop|dump|signal))?|/experiments",
                                                   attrs["hx-post"]), attrs
     return page
 
@@ -120,7 +121,7 @@ def test_the_timeline_svg_keeps_thread_names_inside_their_attribute(fault_server
         assert not [a for a in element.attrib if a.startswith("on")], element.attrib
     lanes = {g.get("data-thread"): set(g.attrib) for g in root.iter(f"{ns}g")}
     for name in THREADS:
-        assert lanes.get(name) == {"class", "data-thread"}, lanes
+        assert lanes.get(name) == {"class", "data-thread", "data-lane", "data-ident"}, lanes
 
 
 def test_machine_endpoints_are_not_sniffed_as_html(fault_server, xss_run):
