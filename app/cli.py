@@ -90,7 +90,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     data_dir = Path(args.data_dir or default_data_dir())
     config = {"DATA_DIR": str(data_dir), "HOST": args.host, "PORT": args.port,
-              "RUN_TIME_LIMIT": args.time_limit, "KEEP_RUNS": args.keep_runs}
+              "RUN_TIME_LIMIT": args.time_limit, "KEEP_RUNS": args.keep_runs,
+              "SHARED_CONTROLS": args.shared_controls}
     if args.lessons_dir:
         config["LESSONS_DIR"] = str(Path(args.lessons_dir).resolve())
     url = _url(args.host, args.port)
@@ -154,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="seconds a run may take before it is stopped (status timeout)")
     serve.add_argument("--keep-runs", type=int, default=defaults.KEEP_RUNS, metavar="N",
                        help="ended runs kept in the data dir: the N that ended last (0: keep every run)")
+    serve.add_argument("--shared-controls", action="store_true",
+                       help="let every viewer of a run stop or signal it (by default only the browser "
+                            "that started it can: a projected demo is not ended by a student's click)")
     sub.add_parser("list", help="list the lessons")
     run = sub.add_parser("run", help="run one lesson here; flags after the id go to the lesson")
     run.add_argument("lesson", help="two-digit number or full name")

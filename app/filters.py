@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
+import time
 import zlib
 from functools import lru_cache
 
@@ -13,6 +14,8 @@ from markupsafe import Markup, escape
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
+
+from . import defaults
 
 THREAD_COLOURS = 12  # distinct hues in static/threadlab.css (.tc0 … .tc11)
 
@@ -95,4 +98,18 @@ def source_html(source: str) -> Markup:
 def init_app(app: Flask) -> None:
     app.jinja_env.filters.update(thread_colour=thread_colour, clock=clock, when=when,
                                  source_html=source_html, prose=prose, inline=inline)
-    app.jinja_env.globals.update(cos=math.cos, sin=math.sin)
+    from .stream import MAX_LOG_ROWS  # here, not at the top: stream imports this module
+
+    # max_log_rows: the page trims its log to what the server keeps (no constant copied into JS);
+    # now: the server's clock, so a page on another machine can tell how long a run has been going.
+    app.jinja_env.globals.update(cos=math.cos, sin=math.sin, now=time.time, max_log_rows=MAX_LOG_ROWS,
+                                 run_summary=run_summary, interrupt_grace=defaults.INTERRUPT_GRACE,
+                                 terminate_grace=defaults.TERMINATE_GRACE)
+
+
+def run_summary(run) -> dict:
+    """What the status line must say beyond the status word: ``text`` ("exited 0 · 2 threads
+    crashed") and ``warning`` (the exit code alone would claim a success that did not happen)."""
+    from . import viewmodel
+
+    return viewmodel.status_text(run, viewmodel.model_for(run))

@@ -31,19 +31,21 @@ def log_row(event: dict[Any, Any]) -> str:
 def _build(event: dict[str, Any]) -> str:
     kind = event.get("kind")
     when = clock(event["t"]) if isinstance(event.get("t"), (int, float)) else ""
+    # The row's seq lets the time bar find the log line of a chosen instant.
+    seq = f' data-seq="{event["seq"]}"' if isinstance(event.get("seq"), int) else ""
     if kind == "log":
         level = str(event.get("level", ""))
         thread = str(event.get("thread", ""))
         exc = f"<pre>{escape(event['exc'])}</pre>" if event.get("exc") else ""
-        return (f'<tr class="{thread_colour(thread)} level-{escape(level.lower())}">'
+        return (f'<tr class="{thread_colour(thread)} level-{escape(level.lower())}"{seq}>'
                 f'<td class="time">{when}</td>'
                 f'<td class="thread" title="{escape(thread)}">{escape(thread)}</td><td>{escape(level)}</td>'
                 f'<td class="msg">{escape(event.get("msg", ""))}{exc}</td></tr>')
     if kind == "signal":
-        return (f'<tr class="signal-row"><td class="time">{when}</td><td class="thread">dashboard</td>'
+        return (f'<tr class="signal-row"{seq}><td class="time">{when}</td><td class="thread">dashboard</td>'
                 f'<td>SIGNAL</td><td class="msg">sent {escape(event.get("signal", ""))} to the run\'s '
                 f'process group</td></tr>')
     level = "ERROR" if kind == "stderr" else ""
-    return (f'<tr class="{escape(kind)}-row"><td class="time">{when}</td>'
+    return (f'<tr class="{escape(kind)}-row"{seq}><td class="time">{when}</td>'
             f'<td class="thread">{escape(kind)}</td>'
             f'<td>{level}</td><td class="msg"><pre>{escape(event.get("text", ""))}</pre></td></tr>')

@@ -50,6 +50,8 @@ class RunRecord:
     started: float = field(default_factory=time.time)
     ended: float | None = None
     pid: int | None = None
+    # Who may stop it from a page: a hash of the starting browser's id ("" = started by a script).
+    owner: str = ""
 
     PUBLIC = ("id", "lesson", "title", "params", "status", "exit_code", "started", "ended", "pid",
               "signals")
@@ -80,6 +82,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "id": (str,), "lesson": (str,), "params": (dict,), "argv": (list,), "title": (str,),
     "signals": (list,), "status": (str,), "exit_code": (int, type(None)),
     "started": (int, float), "ended": (int, float, type(None)), "pid": (int, type(None)),
+    "owner": (str,),
 }
 _REQUIRED = ("id", "lesson", "params", "argv", "status", "started")
 

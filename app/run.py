@@ -66,6 +66,7 @@ class Run:
     params = property(lambda self: self.record.params)
     signals = property(lambda self: self.record.signals)
     started = property(lambda self: self.record.started)
+    owner = property(lambda self: self.record.owner)
 
     # -- what the supervisor changes: read under the lock ---------------------------------------
 

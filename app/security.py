@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import hmac
 import ipaddress
 import os
@@ -174,6 +175,26 @@ def csrf_token() -> str:
     return session["csrf"]
 
 
+def browser_id() -> str:
+    """A hash of this browser session's own random id: what a run it starts records as its owner.
+    Hashed, so the data dir (which an instructor can read) never holds a usable session value."""
+    if "bid" not in session:
+        session["bid"] = secrets.token_urlsafe(16)
+    return hashlib.sha256(session["bid"].encode()).hexdigest()[:32]
+
+
+def may_control(run) -> bool:
+    """Whether this request may stop, signal or dump ``run``. A page may, if its browser started
+    the run, or if the server lets every viewer (``--shared-controls``): on a projected or shared
+    run, a viewer's click must not end the class's demo. Scripts (JSON) may: they hold the token
+    in remote mode, and a page cannot send JSON across sites."""
+    from flask import current_app
+
+    if request.is_json or not run.owner or current_app.config.get("SHARED_CONTROLS"):
+        return True
+    return hmac.compare_digest(run.owner, browser_id())
+
+
 def _is_websocket() -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
@@ -252,3 +273,4 @@ def init_app(app: Flask) -> None:
     app.before_request(check_request)
     app.after_request(set_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals["may_control"] = may_control

@@ -1,74 +1,38 @@
-// The few things htmx cannot do for the live panes. No framework: one observer, three jobs.
-// 1. Keep the log bounded: drop the oldest rows beyond the page's cap (the server counts them).
-// 2. Follow the log's end while the reader is at the bottom; leave it alone when they scroll up.
-// 3. Mark each live thread's current line in the source view with its name.
-// Measured in Chromium at 10k lines/s (scripts/bench_page.py): deleting rows one by one and reading
-// scrollHeight after each message cost most of the page's time, hence the Range and the blind scroll.
+// The few things htmx cannot do for a run's panes. No framework; htmx's own events say when to act.
+// 1. The log: bounded (the server counts what is not drawn) and following its end while the reader
+//    is at the bottom. Measured in Chromium at 10k lines/s (scripts/bench_page.py): deleting rows
+//    one by one and reading scrollHeight after each message cost most of the page's time, hence
+//    the Range and the blind scroll.
+// 2. Source markers: each thread's current line, marked with its name.
+// 3. The timeline: inline SVG (hover says thread, state and time; a click picks that instant).
+// 4. The time bar: follow live, or scrub, step (← →), play slowly, and share any instant.
 (function () {
   "use strict";
-  var MAX_ROWS = 1000; // keep in step with app/stream.py MAX_LOG_ROWS
-  var TIMELINE_EVERY_MS = 2000; // the SVG is redrawn by the server; twice as often gains nothing visible
-  var logChanged = false, threadsChanged = false, scheduled = false, timelineSeen = true;
-  var watchedTimeline = null; // the #timeline element being watched; a new run's panes bring a new one
+  var TIMELINE_EVERY_MS = 2000; // the SVG is redrawn by the server; more often gains nothing visible
+  var scheduled = false, timelineTimer = null, seen = true, visibility = null;
+  var moment = null; // the chosen instant in seconds from the run's start; null follows live
+  var zoom = null; // [from, to] seconds when the timeline is zoomed in
+  var playing = null, fetching = false, wanted = null, meta = {};
 
+  function $(id) { return document.getElementById(id); }
+  function live() { return $("live"); }
+  function runId() { var l = live(); return l && l.dataset.run; }
+
+  // -- 1. the log ------------------------------------------------------------------------------
   function trimLog() {
-    var body = document.getElementById("log-body");
-    if (!body || body.rows.length <= MAX_ROWS) return;
+    var body = $("log-body"), max = +(live() && live().dataset.maxRows) || 1000;
+    if (!body || body.rows.length <= max) return;
     var range = document.createRange(); // one removal, however many rows: no per-row relayout
     range.setStartBefore(body.rows[0]);
-    range.setEndBefore(body.rows[body.rows.length - MAX_ROWS]);
+    range.setEndBefore(body.rows[body.rows.length - max]);
     range.deleteContents();
   }
 
   function followLog() {
-    var box = document.getElementById("log-scroll");
+    var box = $("log-scroll");
     // Assigning past the end scrolls to the end without reading the height (no forced layout).
-    if (box && box.dataset.follow !== "no") box.scrollTop = 1e9;
+    if (box && box.dataset.follow !== "no" && moment === null) box.scrollTop = 1e9;
   }
-
-  function markSource() {
-    var source = document.getElementById("source");
-    if (!source) return;
-    source.querySelectorAll(".thread-mark").forEach(function (m) { m.remove(); });
-    document.querySelectorAll("#threads-body tr[data-line]").forEach(function (row) {
-      var line = row.dataset.line;
-      var anchor = line && document.getElementById("L-" + line);
-      if (!anchor) return;
-      var mark = document.createElement("span");
-      mark.className = "thread-mark " + row.className.replace("done", "");
-      mark.textContent = row.dataset.thread;
-      anchor.parentNode.insertBefore(mark, anchor.nextSibling);
-    });
-  }
-
-  function refreshTimeline() {
-    var img = document.querySelector("#timeline img[data-src]");
-    var status = document.getElementById("run-status");
-    if (document.getElementById("timeline") !== watchedTimeline) watchTimeline();
-    if (!img || !status || document.hidden || !timelineSeen) return;
-    var live = /status-(starting|running|stopping)/.test(status.className);
-    if (live || !img.dataset.final) {
-      img.src = img.dataset.src + "?at=" + Date.now();
-      if (!live) img.dataset.final = "1"; // one last drawing after the run ends, then no more
-    }
-  }
-
-  function update() {
-    scheduled = false;
-    if (logChanged) { trimLog(); followLog(); }
-    if (threadsChanged) markSource();
-    logChanged = threadsChanged = false;
-  }
-
-  new MutationObserver(function (mutations) {
-    mutations.forEach(function (m) {
-      var el = m.target;
-      if (el.closest && el.closest("#log-body")) logChanged = true;
-      if (el.closest && el.closest("#threads-body")) threadsChanged = true;
-      if (el.id === "live" || (el.querySelector && el.querySelector("#live"))) logChanged = threadsChanged = true;
-    });
-    if ((logChanged || threadsChanged) && !scheduled) { scheduled = true; requestAnimationFrame(update); }
-  }).observe(document.body, { childList: true, subtree: true });
 
   document.addEventListener("scroll", function (e) {
     var box = e.target;
@@ -77,12 +41,270 @@
     }
   }, true);
 
-  function watchTimeline() {
-    var timeline = watchedTimeline = document.getElementById("timeline");
-    timelineSeen = true;
-    if (!timeline || !window.IntersectionObserver) return;
-    new IntersectionObserver(function (entries) { timelineSeen = entries[0].isIntersecting; }).observe(timeline);
+  // -- 2. source markers -----------------------------------------------------------------------
+  function markSource() {
+    var source = $("source");
+    if (!source) return;
+    source.querySelectorAll(".thread-mark").forEach(function (m) { m.remove(); });
+    var body = moment === null ? "#threads-body" : "#moment-body";
+    document.querySelectorAll(body + " tr[data-line]").forEach(function (row) {
+      var anchor = row.dataset.line && $("L-" + row.dataset.line);
+      if (!anchor) return;
+      var mark = document.createElement("span");
+      mark.className = "thread-mark " + row.className.replace(/\b(done|crashed)\b/g, "");
+      mark.textContent = row.dataset.thread;
+      anchor.parentNode.insertBefore(mark, anchor.nextSibling);
+    });
   }
-  watchTimeline();
-  setInterval(refreshTimeline, TIMELINE_EVERY_MS);
+
+  function afterUpdate() {
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(function () {
+      scheduled = false;
+      trimLog();
+      followLog();
+      if (moment === null) markSource();
+      syncSlider();
+    });
+  }
+
+  // A websocket message has been swapped in; or a swap brought new panes (Run pressed).
+  document.addEventListener("htmx:ws:after:message:incoming", afterUpdate);
+  document.addEventListener("htmx:after:swap", function (e) {
+    var target = e.detail && e.detail.ctx && e.detail.ctx.target;
+    if (target && (target.id === "live" || (target.querySelector && target.querySelector("#live")))) setUp();
+    afterUpdate();
+  });
+
+  document.addEventListener("click", function (e) {
+    if (e.target.closest(".close-stacks")) $("stacks").innerHTML = "";
+  });
+
+  // -- 3. the timeline ---------------------------------------------------------------------------
+  function isLive() {
+    var status = $("run-status");
+    return !!status && /status-(starting|running|stopping)/.test(status.className);
+  }
+
+  function drawTimeline(force) {
+    var box = $("timeline");
+    if (!box || !box.dataset.src || document.hidden || (!seen && !force)) return;
+    var url = box.dataset.src + (zoom ? "?from=" + zoom[0].toFixed(3) + "&to=" + zoom[1].toFixed(3) : "");
+    fetch(url, { headers: { Accept: "image/svg+xml" } }).then(function (r) {
+      return r.ok ? r.text() : null;
+    }).then(function (svg) {
+      if (svg === null || $("timeline") !== box) return;
+      box.innerHTML = svg; // our server's SVG, every text in it escaped there
+      drawCursor();
+    });
+  }
+
+  function pollTimeline() {
+    if (isLive()) drawTimeline(false);
+    else if (!$("timeline").dataset.final) { $("timeline").dataset.final = "1"; drawTimeline(true); }
+  }
+
+  // Where the timeline puts time t (seconds from the start), as a fraction of its plot's width.
+  function timelineX(svg, t) {
+    var t0 = +svg.dataset.from, t1 = +svg.dataset.to;
+    return t1 > t0 ? (t - t0) / (t1 - t0) : 0;
+  }
+
+  function drawCursor() {
+    var svg = document.querySelector("#timeline svg[data-from]"), old = $("timeline-cursor");
+    if (old) old.remove();
+    if (!svg || moment === null) return;
+    var x0 = +svg.dataset.x0, x1 = +svg.dataset.x1, f = timelineX(svg, moment);
+    if (f < 0 || f > 1) return;
+    var ns = "http://www.w3.org/2000/svg", line = document.createElementNS(ns, "line");
+    var x = x0 + f * (x1 - x0);
+    line.setAttribute("id", "timeline-cursor");
+    line.setAttribute("x1", x); line.setAttribute("x2", x);
+    line.setAttribute("y1", 0); line.setAttribute("y2", svg.viewBox.baseVal.height || 1000);
+    svg.appendChild(line);
+  }
+
+  document.addEventListener("click", function (e) {
+    var svg = e.target.closest && e.target.closest("#timeline svg[data-from]");
+    if (!svg) return;
+    var box = svg.getBoundingClientRect(), width = svg.viewBox.baseVal.width || box.width;
+    var x = (e.clientX - box.left) * width / box.width, x0 = +svg.dataset.x0, x1 = +svg.dataset.x1;
+    if (x < x0 || x > x1) return;
+    var t0 = +svg.dataset.from, t1 = +svg.dataset.to;
+    choose(t0 + (x - x0) / (x1 - x0) * (t1 - t0));
+  });
+
+  document.addEventListener("click", function (e) {
+    if (e.target.closest(".tl-zoom-in")) {
+      var end = meta.end || +$("timeline").querySelector("svg").dataset.to || 1;
+      var centre = moment !== null ? moment : end / 2, span = (zoom ? zoom[1] - zoom[0] : end) / 4;
+      zoom = [Math.max(0, centre - span), Math.min(end, centre + span)];
+      drawTimeline(true);
+    } else if (e.target.closest(".tl-zoom-out")) {
+      zoom = null;
+      drawTimeline(true);
+    }
+  });
+
+  // -- 4. the time bar ---------------------------------------------------------------------------
+  function bar() { return $("timebar"); }
+
+  // Seconds since the run's start by the server's clock (the page may sit on another machine).
+  function elapsed() {
+    var b = bar();
+    if (!b) return 0;
+    if (!isLive()) {
+      if (b.dataset.end) return +b.dataset.end; // a run that had ended when the page was drawn
+      if (meta.end !== undefined) return meta.end;
+      return +b.querySelector(".tb-slider").max; // it ended while we watched: where live got to
+    }
+    var skew = Date.now() / 1000 - (+b.dataset.now);
+    return Math.max(0, Date.now() / 1000 - skew - (+b.dataset.started));
+  }
+
+  function syncSlider() {
+    var b = bar();
+    if (!b) return;
+    var slider = b.querySelector(".tb-slider");
+    slider.max = Math.max(+slider.max, elapsed()).toFixed(3);
+    if (moment === null) slider.value = slider.max;
+  }
+
+  function choose(t) {
+    var b = bar();
+    if (!b) return;
+    moment = Math.max(0, Math.min(t, elapsed()));
+    live().classList.add("scrubbing");
+    b.querySelector(".tb-live").setAttribute("aria-pressed", "false");
+    b.querySelector(".tb-slider").value = moment;
+    // Events can be a tenth of a millisecond apart: to the microsecond, or stepping would stall.
+    b.querySelector(".tb-time").textContent = moment.toFixed(4) + " s";
+    b.querySelector(".tb-share").href = "/runs/" + runId() + "?t=" + moment.toFixed(6);
+    fetchMoment(moment);
+    drawCursor();
+  }
+
+  function followLive() {
+    moment = null;
+    stopPlaying();
+    var b = bar();
+    live().classList.remove("scrubbing");
+    delete live().dataset.shown;
+    b.querySelector(".tb-live").setAttribute("aria-pressed", "true");
+    b.querySelector(".tb-time").textContent = "live";
+    b.querySelector(".tb-share").href = "/runs/" + runId();
+    document.querySelectorAll("#log-body tr.at-moment").forEach(function (r) { r.classList.remove("at-moment"); });
+    markSource();
+    drawCursor();
+    afterUpdate();
+  }
+
+  // One request at a time; while it is out, only the latest instant asked for is kept.
+  function fetchMoment(t) {
+    if (fetching) { wanted = t; return; }
+    fetching = true;
+    fetch("/runs/" + runId() + "/moment?t=" + t.toFixed(6)).then(function (r) {
+      return r.ok ? r.text() : null;
+    }).then(function (html) {
+      fetching = false;
+      if (html !== null && moment !== null) showMoment(html);
+      if (wanted !== null) { var next = wanted; wanted = null; fetchMoment(next); }
+    }, function () { fetching = false; });
+  }
+
+  function showMoment(html) {
+    var doc = new DOMParser().parseFromString("<table>" + html + "</table>", "text/html");
+    var info = doc.getElementById("moment-meta");
+    if (!info) return;
+    meta = { prev: info.dataset.prev, next: info.dataset.next, end: +info.dataset.end, logSeq: info.dataset.logSeq };
+    $("moment-body").innerHTML = doc.getElementById("moment-rows").innerHTML;
+    $("moment-deadlock").innerHTML = doc.getElementById("moment-banner").innerHTML;
+    $("moment-label").textContent = info.dataset.label;
+    live().dataset.shown = info.dataset.t; // the instant the panes show now (tests wait on it)
+    showLogPosition(meta.logSeq);
+    markSource();
+  }
+
+  function showLogPosition(seq) {
+    document.querySelectorAll("#log-body tr.at-moment").forEach(function (r) { r.classList.remove("at-moment"); });
+    if (!seq) return;
+    var rows = $("log-body").querySelectorAll("tr[data-seq]"), best = null;
+    for (var i = 0; i < rows.length && +rows[i].dataset.seq <= +seq; i++) best = rows[i];
+    if (!best) return;
+    best.classList.add("at-moment");
+    var box = $("log-scroll");
+    box.dataset.follow = "no";
+    box.scrollTop = best.offsetTop - box.clientHeight / 2;
+  }
+
+  function step(direction) {
+    var target = direction < 0 ? meta.prev : meta.next;
+    if (moment === null) choose(elapsed());
+    else if (target !== undefined && target !== "") choose(+target);
+  }
+
+  function stopPlaying() {
+    if (playing) cancelAnimationFrame(playing);
+    playing = null;
+    var b = bar();
+    if (b) b.querySelector(".tb-play").setAttribute("aria-pressed", "false");
+  }
+
+  function play() {
+    var b = bar(), speed = +b.querySelector(".tb-speed").value, last = performance.now();
+    if (moment === null || moment >= elapsed()) choose(0);
+    b.querySelector(".tb-play").setAttribute("aria-pressed", "true");
+    function frame(now) {
+      var t = moment + (now - last) / 1000 * speed;
+      last = now;
+      if (t >= elapsed()) { choose(elapsed()); stopPlaying(); return; }
+      choose(t);
+      playing = requestAnimationFrame(frame);
+    }
+    playing = requestAnimationFrame(frame);
+  }
+
+  document.addEventListener("input", function (e) {
+    if (e.target.classList.contains("tb-slider")) { stopPlaying(); choose(+e.target.value); }
+  });
+  document.addEventListener("click", function (e) {
+    if (!e.target.closest("#timebar")) return;
+    if (e.target.closest(".tb-live")) followLive();
+    else if (e.target.closest(".tb-prev")) { stopPlaying(); step(-1); }
+    else if (e.target.closest(".tb-next")) { stopPlaying(); step(1); }
+    else if (e.target.closest(".tb-play")) { if (playing) stopPlaying(); else play(); }
+  });
+  document.addEventListener("keydown", function (e) {
+    if (!bar() || e.altKey || e.ctrlKey || e.metaKey) return;
+    var field = e.target.closest && e.target.closest("input:not(.tb-slider), select, textarea");
+    if (field) return;
+    if (e.key === "ArrowLeft" || e.key === "ArrowRight") {
+      e.preventDefault();
+      stopPlaying();
+      step(e.key === "ArrowLeft" ? -1 : 1);
+    }
+  });
+
+  // -- setting up a run's panes (on load, and when Run brings new ones) -------------------------
+  function setUp() {
+    if (visibility) visibility.disconnect();
+    if (timelineTimer) clearInterval(timelineTimer);
+    moment = null; zoom = null; meta = {}; seen = true;
+    stopPlaying();
+    var box = $("timeline");
+    if (!box || !box.dataset.src) return;
+    if (window.IntersectionObserver) {
+      visibility = new IntersectionObserver(function (entries) { seen = entries[0].isIntersecting; });
+      visibility.observe(box);
+    }
+    drawTimeline(true);
+    timelineTimer = setInterval(pollTimeline, TIMELINE_EVERY_MS);
+    syncSlider();
+    var at = live().dataset.at;
+    if (at !== undefined && bar()) choose(+at); // a shared moment: /runs/<id>?t=1.25
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", setUp);
+  else setUp();
 })();

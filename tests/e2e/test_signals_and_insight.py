@@ -37,6 +37,6 @@ def test_lesson_09_deadlock_banner_and_source_marks(page, server, console_errors
     screenshot(page.locator("#source"), "lesson09-source-with-threads")
     screenshot(page.locator("table#threads"), "lesson09-thread-table")
     expect(page.locator("#run-status")).to_contain_text("exited", timeout=20_000)
-    expect(page.locator("#timeline img")).to_be_visible()
+    expect(page.locator("#timeline svg .lane").first).to_be_visible()
     screenshot(page.locator("#timeline"), "lesson09-timeline")
     assert console_errors == []

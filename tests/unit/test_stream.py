@@ -109,9 +109,10 @@ def json_stream(monkeypatch, log, after: int = -1, parse=strict) -> list[dict]:
 
 
 def fake_run(log, status: str) -> types.SimpleNamespace:
-    """What the page templates read of a run (the real Run is being reworked elsewhere)."""
+    """What the page templates read of a run: a stand-in, so a page can be drawn from any log."""
     return types.SimpleNamespace(id="r1", lesson="01", title="t", status=status, pid=1, exit_code=None,
-                                 live=status == "running", signals=["SIGINT"], log=log)
+                                 live=status == "running", signals=["SIGINT"], log=log, owner="",
+                                 started=0.0, ended=None)
 
 
 def page(app, run) -> tuple[str, str]:
