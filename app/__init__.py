@@ -43,20 +43,26 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     data_dir = Path(app.config["DATA_DIR"])
     data_dir.mkdir(parents=True, exist_ok=True)
 
-    from . import security, sockets, views
+    from . import api, experiment_views, security, sockets, views
+    from .experiments import ExperimentManager
     from .registry import Registry
     from .runs import RunManager
 
     app.secret_key = security.read_or_create_secret(data_dir / "secret_key")
     app.config.update(SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True)
     app.extensions["threadlab.registry"] = Registry(Path(app.config["LESSONS_DIR"]))
-    app.extensions["threadlab.runs"] = RunManager(
+    # Experiments first: the run manager prunes as it loads, and must keep the runs they show.
+    experiments = app.extensions["threadlab.experiments"] = ExperimentManager(data_dir)
+    app.extensions["threadlab.runs"] = experiments.runs = RunManager(
         data_dir, time_limit=app.config["RUN_TIME_LIMIT"], max_live=app.config["MAX_LIVE_RUNS"],
         sample_interval=app.config["SAMPLE_INTERVAL"], keep_runs=app.config["KEEP_RUNS"],
+        pinned=experiments.pinned,
     )
     security.init_app(app)
     sockets.init_app(app)
     app.register_blueprint(views.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(experiment_views.bp)
     from . import filters
 
     filters.init_app(app)

@@ -8,7 +8,13 @@ for what everyone else may do. The manager owns only its own tables, under one l
   cap is checked, and given back by the supervisor's last act, whatever ended the run: a run that
   could not start never holds a slot;
 - ``_viewers``: how many viewers are reading each run's files right now. A run is pruned only
-  when nobody reads it; one due for pruning while watched goes when its last viewer leaves.
+  when nobody reads it; one due for pruning while watched goes when its last viewer leaves;
+- ``_releases``: how many times a slot was given back (or a waiter poked). ``_freed``, a Condition
+  on the same lock, is notified with each; an experiment's scheduler (app/experiments.py) waits on
+  it for a free slot or its runs' ends instead of polling.
+
+``pinned`` (a callable returning run ids) names the runs an experiment still shows: pruning leaves
+them alone and does not count them against ``keep_runs``.
 
 The lock is never held across I/O or while waiting for a run.
 """
@@ -22,7 +28,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -52,15 +58,19 @@ class StorageError(RuntimeError):
 class RunManager:
     def __init__(self, data_dir: Path, *, time_limit: float = defaults.RUN_TIME_LIMIT,
                  max_live: int = defaults.MAX_LIVE_RUNS, sample_interval: float = defaults.SAMPLE_INTERVAL,
-                 keep_runs: int = defaults.KEEP_RUNS) -> None:
+                 keep_runs: int = defaults.KEEP_RUNS,
+                 pinned: Callable[[], Collection[str]] = tuple) -> None:
         self.runs_dir = Path(data_dir) / "runs"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.time_limit = time_limit
         self.max_live = max_live
         self.sample_interval = sample_interval
         self.keep_runs = keep_runs  # ended runs kept on disk, those that ended last; 0 keeps all
-        # Guards _runs, _live, _viewers and _closing; see the module docstring for the invariants.
+        self.pinned = pinned  # called without our lock held: it takes the experiments' locks
+        # Guards _runs, _live, _viewers, _releases and _closing; see the module docstring.
         self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)  # notified when _releases grows
+        self._releases = 0
         self._runs: dict[str, Run] = {}
         self._live: set[str] = set()
         self._viewers: dict[str, int] = {}
@@ -131,15 +141,18 @@ class RunManager:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
         }
 
-    def start(self, lesson: Lesson, params: dict[str, Any], argv: list[str]) -> Run:
+    def start(self, lesson: Lesson, params: dict[str, Any], argv: list[str], *, reserve: int = 0,
+              owner: str = "") -> Run:
         """Take a slot, write the run's record, hand it to a new supervisor; return once it has
-        started its process or failed to. Raises RunLimitError or StorageError, holding nothing."""
+        started its process or failed to. Raises RunLimitError or StorageError, holding nothing.
+        ``reserve``: slots that must stay free after this one (experiments leave room for people);
+        ``owner``: who may stop it from a page (see security.may_control)."""
         record = RunRecord(id=new_run_id(), lesson=lesson.id, title=lesson.title, params=params,
-                           argv=self.command(lesson, argv), signals=list(lesson.signals))
+                           argv=self.command(lesson, argv), signals=list(lesson.signals), owner=owner)
         with self._lock:
             if self._closing:
                 raise RunLimitError("the server is shutting down")
-            if len(self._live) >= self.max_live:
+            if len(self._live) >= self.max_live - reserve:
                 raise RunLimitError(f"at most {self.max_live} runs at once; stop one first")
             self._live.add(record.id)  # taken with the check: two requests cannot both get the last
         try:
@@ -172,6 +185,27 @@ class RunManager:
     def _release(self, run_id: str) -> None:
         with self._lock:
             self._live.discard(run_id)
+            self._releases += 1
+            self._freed.notify_all()
+
+    def releases(self) -> int:
+        """A count that grows whenever a slot is given back: pass it to :meth:`wait_released`."""
+        with self._lock:
+            return self._releases
+
+    def wait_released(self, seen: int, timeout: float | None) -> int:
+        """Block until a slot is given back after ``releases()`` said ``seen`` (or a poke, or
+        shutdown, or ``timeout``); return the new count. A run's slot is given back again after
+        its final status (``_ended``), so a waiter that saw a run live is woken once it is final."""
+        with self._freed:
+            self._freed.wait_for(lambda: self._releases != seen or self._closing, timeout)
+            return self._releases
+
+    def poke(self) -> None:
+        """Wake every :meth:`wait_released` (an experiment was cancelled: its scheduler must look)."""
+        with self._lock:
+            self._releases += 1
+            self._freed.notify_all()
 
     def _ended(self, run: Run) -> None:
         """The supervisor's last act: make room on disk (the slot was freed before the final
@@ -217,9 +251,11 @@ class RunManager:
         """
         if not self.keep_runs:
             return
+        pinned = set(self.pinned())
         with self._lock:
             # A slot is freed a moment before the final status is set: check both.
-            ended = sorted((r for r in self._runs.values() if r.id not in self._live and not r.live),
+            ended = sorted((r for r in self._runs.values()
+                            if r.id not in self._live and r.id not in pinned and not r.live),
                            key=lambda r: r.ended or r.started)
             old = [r for r in ended[:max(0, len(ended) - self.keep_runs)] if r.id not in self._viewers]
             for run in old:
@@ -233,6 +269,7 @@ class RunManager:
         """Stop every live run, SIGKILL whatever is left after ``timeout``: no process outlives us."""
         with self._lock:
             self._closing = True
+            self._freed.notify_all()  # schedulers waiting for a slot will not get one now
             live = [self._runs[run_id] for run_id in self._live if run_id in self._runs]
         self.closing.set()
         graces = (timeout * 0.5, timeout * 0.25)  # SIGINT, then SIGTERM, then SIGKILL, in time

@@ -111,7 +111,13 @@ def prebuffer(conn: Any, deadline: float) -> str:
 
 
 def _stop_runs(app: Flask) -> None:
+    # Experiments first, or their schedulers would start new runs as the old ones stop; their live
+    # runs are stopped with everyone else's, then each scheduler records how its runs ended.
+    cancelled = app.extensions["threadlab.experiments"].shutdown()
     app.extensions["threadlab.runs"].shutdown(timeout=SHUTDOWN_S)
+    deadline = time.monotonic() + 0.5  # their last saves take milliseconds; the 5 s budget is spent
+    for experiment in cancelled:
+        experiment.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def serve(app: Flask, host: str, port: int) -> None:
@@ -173,6 +179,7 @@ def _serve_gunicorn(app: Flask, host: str, port: int) -> None:
         # that replaces a worker that died (killed, out of memory) must read it again: the runs the
         # dead one started are only on disk, and the ones that were live are now interrupted.
         if worker.age > 1:
+            app.extensions["threadlab.experiments"].reload()
             app.extensions["threadlab.runs"].reload()
 
     class Application(BaseApplication):

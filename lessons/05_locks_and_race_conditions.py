@@ -21,7 +21,9 @@ Expected output:
     Three "counter = ..." lines, then ``Result: expected = 4000, unlocked = 1000, locked = 4000,
     rlocked = 4000, lost_updates = 3000`` with the defaults. The gap in ``unsafe_increment`` makes
     the threads take turns so evenly that ``unlocked`` is usually just ``--increments``: all the
-    threads together do the work of one. Some updates are lost on every run.
+    threads together do the work of one. Some updates are lost on every run. With
+    ``--switch-interval S`` (> 0) the gap is plain Python and ``sys.setswitchinterval(S)`` decides
+    how often the interpreter forces a switch: the longer S, the rarer a switch lands in the gap.
 
 Failure modes:
     Trusting the GIL: it makes each bytecode atomic, not your read-modify-write, so a shared
@@ -37,13 +39,14 @@ Exercises:
     2. Change ``counter_rlock`` in ``main`` to ``traced.Lock("counter-rlock")`` and run with
        ``--threads 2 --increments 100``. Watch the thread table, then press Stop: which thread is
        waiting for which lock, and who holds it?
-    3. Delete the ``time.sleep(0)`` in ``unsafe_increment`` and run a few times: ``lost_updates``
-       is usually 0. Then add ``sys.setswitchinterval(1e-6)`` at the top of ``main``, replace
-       the sleep with a call to a small function, and run ``--increments 10000``. Explain.
+    3. Run ``--switch-interval 0.000001``, then ``0.001`` and ``0.01``, a few times each (or sweep
+       it on the page with Run xN): in how many runs are updates lost, and why does a longer
+       interval hide the race without fixing it? Try ``--increments 10000`` at ``0.001``.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -53,13 +56,15 @@ from lessons.kit import traced  # drop-in twins of threading's locks that the da
 LINE_UP_TIMEOUT = 5.0  # seconds the Barrier waits for every thread; threads start in microseconds
 JOIN_TIMEOUT = 60.0  # the largest locked phase (16 threads x 10,000) takes about 15 s on 2 cores
 SELF_WAIT = 0.2  # how long main lets a Lock keep it waiting for itself: long enough to see it
+GAP_LOOPS = 20  # the plain-Python gap: ~1 us of loop jumps, each a point where a switch may fall
 
 
 class Counter:
     """A shared number. Nothing in here is thread-safe: guarding it is the caller's job."""
 
-    def __init__(self) -> None:
+    def __init__(self, gap) -> None:
         self.value = 0
+        self.gap = gap  # what runs between an increment's read and its write
 
 
 def build_parser():
@@ -68,6 +73,9 @@ def build_parser():
                         help="threads adding to the same counter (at least 2 to race)")
     parser.add_argument("--increments", type=kit.int_range(100, 10_000), default=1000,
                         help="increments per thread")
+    parser.add_argument("--switch-interval", type=kit.float_range(0.0, 1.0), default=0.0,
+                        help="seconds for sys.setswitchinterval, with a plain-Python gap; "
+                             "0: the gap gives the GIL away every time (time.sleep(0))")
     return parser
 
 
@@ -78,11 +86,21 @@ def parse_args(argv=None):
 def unsafe_increment(counter: Counter) -> None:
     """``counter.value = counter.value + 1``, written out as its real steps."""
     value = counter.value  # 1. read
+    counter.gap()  # another thread may run here, between the read and the write
+    counter.value = value + 1  # 2. write: overwrites whatever other threads wrote meanwhile
+
+
+def give_gil_away() -> None:
     # time.sleep(0) gives the GIL away, so another thread runs *between the read and the write*,
     # every time. Real code has such a gap too (a log line, a dict lookup that calls __hash__,
     # I/O); without one, CPython 3.10+ rarely switches here and the race hides instead of going.
     time.sleep(0)
-    counter.value = value + 1  # 2. write: overwrites whatever other threads wrote meanwhile
+
+
+def plain_python_gap() -> None:
+    # No GIL given away: another thread runs here only if the switch interval ends in the gap.
+    for _ in range(GAP_LOOPS):
+        pass
 
 
 def bump_unlocked(counter: Counter, n: int, line_up: threading.Barrier) -> None:
@@ -113,9 +131,9 @@ def add_one(counter: Counter, rlock: traced.RLock) -> None:
         unsafe_increment(counter)
 
 
-def race(log, label: str, target, threads: int, increments: int, *lock) -> int:
+def race(log, label: str, target, threads: int, increments: int, *lock, gap=give_gil_away) -> int:
     """Run ``threads`` threads of ``target`` on a fresh counter; return its final value."""
-    counter = Counter()
+    counter = Counter(gap)
     line_up = threading.Barrier(threads)  # releases the threads together, once all have arrived
     workers = [threading.Thread(target=target, name=f"{label}-{i}",
                                 args=(counter, increments, line_up, *lock))
@@ -138,7 +156,10 @@ def main(argv=None) -> int:
     log.info("%d threads x %d increments: the counter should end at %d",
              args.threads, args.increments, expected)
 
-    unlocked = race(log, "Unlocked", bump_unlocked, args.threads, args.increments)
+    if args.switch_interval > 0:  # 0 cannot be set (ValueError): it means "switch in every gap"
+        sys.setswitchinterval(args.switch_interval)
+    gap = plain_python_gap if args.switch_interval > 0 else give_gil_away
+    unlocked = race(log, "Unlocked", bump_unlocked, args.threads, args.increments, gap=gap)
     counter_lock = traced.Lock("counter-lock")  # guards one phase's counter; Locked-* wait on it
     locked = race(log, "Locked", bump_locked, args.threads, args.increments, counter_lock)
     counter_rlock = traced.RLock("counter-rlock")  # the same, but its owner may take it again

@@ -34,3 +34,20 @@ def test_locks_are_traced_and_contended(lesson):
     assert [(e["obj"], e["thread"]) for e in timeouts] == [("counter-lock", "MainThread")]
     waiters = {e["thread"] for e in run.of_kind("sync") if e["op"] == "acquired"}
     assert waiters & {"Locked-1", "Locked-2"} and waiters & {"RLocked-1", "RLocked-2"}
+
+
+def test_switch_interval_hides_the_race_without_fixing_the_locks(lesson):
+    # A tiny interval forces switches inside the plain-Python gap: updates are lost. A long one
+    # (0.5 s, far past a phase's few ms) never switches there: the race hides. Locks hold either way.
+    eager = [lesson("05", "--switch-interval", "0.000001", "--increments", "10000").result
+             for _ in range(2)]
+    assert any(r["lost_updates"] > 0 for r in eager), eager
+    patient = lesson("05", "--switch-interval", "0.5").result
+    assert patient["lost_updates"] == 0
+    for result in (*eager, patient):
+        assert result["locked"] == result["rlocked"] == result["expected"]
+
+
+def test_switch_interval_is_bounded(lesson):
+    run = lesson("05", "--switch-interval", "2")
+    assert run.returncode == 2 and "switch-interval" in run.stderr

@@ -25,7 +25,8 @@ HOST = f"127.0.0.1:{PORT}"
 GOOD = {"Host": HOST}
 UNKNOWN_RUN = "0000000000000000nope"
 # What each URL argument is filled with: a lesson that exists, a run that does not, a real file.
-ARGUMENTS = {"key": "01", "run_id": UNKNOWN_RUN, "filename": "threadlab.css"}
+ARGUMENTS = {"key": "01", "run_id": UNKNOWN_RUN, "experiment_id": UNKNOWN_RUN, "name": "lost_updates",
+             "filename": "threadlab.css"}
 UPGRADE = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
 BAD_HOSTS = ["evil.example:8765", f"127.0.0.1:{PORT + 1}", "127.0.0.1", "localhost.evil.example:8765",
