@@ -34,7 +34,8 @@ BATCH = 10_000  # events read from the log at a time
 MAX_MARKS = 20_000  # ticks (sync, log, signal) kept for drawing; the file has the rest
 KEEP_FINISHED = 4  # finished runs whose model stays in memory, least recently used dropped first
 MAX_EPOCH = 1e11  # seconds; a larger `t` is a lesson's mistake and would void the axis
-TRACED_WAITS = frozenset({"waiting-lock", "waiting-condition", "waiting-event", "waiting-queue"})
+TRACED_WAITS = frozenset({"waiting-lock", "waiting-condition", "waiting-event", "waiting-queue",
+                          "waiting-join"})
 LOG_KINDS = ("log", "stdout", "stderr", "signal")
 _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*)(: .*)?$")  # "RuntimeError: boom", the end of a traceback
 
@@ -52,27 +53,38 @@ def _names(value: Any) -> tuple:
 
 
 class Lane:
-    """One thread's life. ``ct``/``cs``: state changes (time, state); ``st``/``si``: snapshot samples
-    (time, (where, line, holds, waiting_for)) kept only when they differ from the previous one."""
+    """One thread's life. ``ct``/``cs``/``co``: state changes (time, state, and the object a ``state``
+    event named, else None); ``st``/``si``: snapshot samples (time, (where, line, holds,
+    waiting_for)) kept only when they differ from the previous one."""
 
     __slots__ = ("name", "display", "ident", "native", "daemon", "start", "end", "crash", "claimed",
-                 "seen", "by_event", "traced", "ct", "cs", "st", "si", "marks")
+                 "seen", "by_event", "traced", "ct", "cs", "co", "st", "si", "marks")
 
     def __init__(self, name: str, ident: Any, start: float, claimed: bool = True) -> None:
         self.name, self.display, self.ident, self.native = name, name, ident, None
         self.daemon, self.start, self.end, self.crash = False, start, None, None
         self.claimed = claimed  # False: a lane made for marks of a thread no snapshot has named yet
         self.seen = self.by_event = self.traced = False
-        self.ct, self.cs = array("d"), []
+        self.ct, self.cs, self.co = array("d"), [], []
         self.st, self.si = array("d"), []
         self.marks: list[tuple[float, str, str]] = []
 
-    def change(self, t: float, state: str) -> bool:
+    def change(self, t: float, state: str, obj: str | None = None) -> bool:
         if self.cs and self.cs[-1] == state:
             return False
         self.ct.append(max(t, self.ct[-1]) if self.ct else t)  # monotone, for bisect: t may jitter
         self.cs.append(state)
+        self.co.append(obj)
         return True
+
+    def waiting_for(self, t: float, sampled: Any) -> Any:
+        """What the thread waits for at ``t``: a ``state`` event's object when that event is newer
+        than the last sample (a sample is up to an interval late: "Event.wait" while it joins)."""
+        i = bisect_right(self.ct, t) - 1
+        j = bisect_right(self.st, t) - 1
+        if i >= 0 and self.co[i] is not None and (j < 0 or self.ct[i] >= self.st[j]):
+            return self.co[i] if self.cs[i] != "running" else None
+        return sampled
 
     def state_at(self, t: float) -> str:
         i = bisect_right(self.ct, t) - 1
@@ -211,7 +223,8 @@ class ViewModel:
         if lane is None:
             return False
         lane.traced = True
-        return lane.change(t, _text(event.get("state"), "running"))
+        obj = event.get("obj")
+        return lane.change(t, _text(event.get("state"), "running"), obj if isinstance(obj, str) else "")
 
     def _on_threads(self, t: float, event: dict[str, Any]) -> None:
         rows = event.get("threads")
@@ -358,6 +371,7 @@ class ViewModel:
                 i = bisect_right(lane.st, at) - 1
                 where, line, holds, waiting = lane.si[i] if i >= 0 else (None, None, (), None)
                 crash = lane.crash if ended and lane.crash else None
+                waiting = lane.waiting_for(at, waiting)
                 waiting = list(waiting) if isinstance(waiting, tuple) else waiting
                 threads.append({
                     "name": lane.name, "lane": lane.display, "ident": lane.ident,

@@ -208,3 +208,20 @@ def test_the_cache_keeps_live_models_and_a_few_finished_ones(tmp_path, monkeypat
     assert viewmodel.model_for(runs[0]) is models[0]
     for run in runs:
         run.log.close()
+
+
+def test_a_state_event_newer_than_the_last_sample_says_what_the_thread_waits_for(tmp_path):
+    model = model_of(tmp_path, [
+        {"kind": "status", "t": 0.0, "status": "running"},
+        snap(0.1, row("MainThread", 1, state="waiting-event", waiting_for="Event.wait")),
+        {"kind": "state", "t": 0.2, "thread": "MainThread", "ident": 1, "state": "waiting-join",
+         "obj": "Worker-1"},
+        {"kind": "state", "t": 0.4, "thread": "MainThread", "ident": 1, "state": "running",
+         "obj": "Worker-1", "outcome": "joined"},
+        {"kind": "status", "t": 0.5, "status": "exited"},
+    ])
+    assert by_lane(model.state_at(0.15))["MainThread"]["waiting_for"] == "Event.wait"
+    joining = by_lane(model.state_at(0.3))["MainThread"]
+    assert (joining["state"], joining["waiting_for"]) == ("waiting-join", "Worker-1")
+    after = by_lane(model.state_at(0.45))["MainThread"]
+    assert (after["state"], after["waiting_for"]) == ("running", None)
