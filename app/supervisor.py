@@ -237,17 +237,20 @@ class Supervisor:
     def _finish_record(self) -> None:
         status = self._final_status()
         code = self.worker.returncode if self.worker is not None else None
-        # In this order: whoever sees the final status also finds the log complete and closed.
+        # In this order. The final status event is on disk before the status changes, so whoever
+        # sees the final status finds every event in the log. The log is closed last: a viewer
+        # that ends when it sees the log closed (the page's socket) then draws the final status,
+        # not the one before it.
         try:
             self._append(output.server_event("status", status=status, exit_code=code))
         finally:
             try:
-                self.run.log.close()
-            finally:
                 final = {"status": status, "exit_code": code, "ended": time.time()}
                 self._save(dataclasses.replace(self.run.record, **final))  # on disk first, too
                 self.release(self.run.id)
                 self.run.transition(**final)
+            finally:
+                self.run.log.close()
 
     def _close_worker(self) -> None:
         if self.worker is not None:

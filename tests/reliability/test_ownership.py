@@ -132,6 +132,7 @@ def test_a_full_disk_mid_run_loses_events_but_the_run_stays_stoppable(manager, l
     assert manager.stop(run).code == 202
     assert run.wait_final(10) and run.status == "stopped"
     assert not wait_gone([pid], 2)
+    join_supervisor(run)
     assert run.log.closed, "viewers learn that the run has ended"
     assert load_record(run.folder).status == "stopped"
 
@@ -144,6 +145,7 @@ def test_a_supervisor_that_fails_still_ends_its_run_and_frees_its_slot(manager, 
     run = start(manager, lessons, "01", duration=60)
     pid = run.pid
     assert run.wait_final(10) and run.status in FINAL
+    join_supervisor(run)
     assert run.log.closed and manager.live_count() == 0
     assert not wait_gone([pid], 2), "the lesson was killed, not left running"
     assert statuses(run)[-1] == run.status
