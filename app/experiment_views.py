@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request
 
+from . import experiment_stats
 from . import experiments as ex
 from . import params as param_rules
 from .registry import Lesson
@@ -180,8 +181,8 @@ def api_experiment_csv(experiment_id: str):
 def api_experiment(experiment_id: str):
     """Status, runs (id, sweep value, status, result values), stats and progress."""
     data = experiment_or_404(experiment_id).snapshot()
-    data["stats"] = ex.stats(data["lesson"], data["runs"], (data["sweep"] or {}).get("values"))
-    data["progress"] = ex.progress(data)
+    data["stats"] = experiment_stats.stats(data["lesson"], data["runs"], (data["sweep"] or {}).get("values"))
+    data["progress"] = experiment_stats.progress(data)
     return jsonify(data)
 
 
@@ -198,9 +199,9 @@ def experiment_plot(experiment_id: str, name: str):
 
 def _view(experiment: ex.Experiment) -> dict[str, Any]:
     data = experiment.snapshot()
-    stats = ex.stats(data["lesson"], data["runs"], (data["sweep"] or {}).get("values"))
-    return {"exp": data, "progress": ex.progress(data), "stats": stats, "plots": plots(data, stats),
-            "lesson": registry().get(data["lesson"])}
+    stats = experiment_stats.stats(data["lesson"], data["runs"], (data["sweep"] or {}).get("values"))
+    return {"exp": data, "progress": experiment_stats.progress(data), "stats": stats,
+            "plots": plots(data, stats), "lesson": registry().get(data["lesson"])}
 
 
 # -- plot geometry: the template only draws what is measured here ---------------------------------
@@ -214,7 +215,7 @@ def plots(data: dict[str, Any], stats: dict[str, Any]) -> list[dict[str, Any]]:
     """A strip plot per result value: one row per sweep group, a dot per run (linked to its page)
     over that group's histogram, and a tick at the median."""
     sweep = data["sweep"] or {}
-    groups = [ex.group_key(v) for v in sweep.get("values") or [None]]
+    groups = [experiment_stats.group_key(v) for v in sweep.get("values") or [None]]
     out = []
     for name, by_group in stats.items():
         edges = next(iter(by_group.values()))["edges"]
@@ -230,7 +231,7 @@ def plots(data: dict[str, Any], stats: dict[str, Any]) -> list[dict[str, Any]]:
             top, entry = TOP + index * ROW, by_group[group]
             label = f"{sweep['name']}={group}" if sweep else "all runs"
             slots = [s for s in data["runs"]
-                     if ex.group_key(s["sweep"]) == group and name in (s.get("values") or {})]
+                     if experiment_stats.group_key(s["sweep"]) == group and name in (s.get("values") or {})]
             # Dots spread up and down by a fixed pattern (no randomness: a reload draws the same).
             marks = [{"x": x(s["values"][name]), "y": top + ROW / 2 + ((i * 7) % 9 - 4) * 5,
                       "id": s["id"], "value": s["values"][name], "ok": s["status"] == "exited"}

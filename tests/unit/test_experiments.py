@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app import experiments as ex
+from app import experiment_stats as ex
 
 
 def slot(sweep, status="exited", **values):
