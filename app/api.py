@@ -9,7 +9,7 @@ import math
 
 from flask import Blueprint, Response, abort, jsonify, render_template, request, stream_with_context
 
-from . import timeline, viewmodel
+from . import models, timeline
 from .views import manager, registry, run_or_404
 
 bp = Blueprint("api", __name__)
@@ -34,7 +34,7 @@ def api_run(run_id: str):
     run = run_or_404(run_id)
     data = run.to_json()  # first: a run that ends meanwhile has a model at least as new as this
     with manager().viewing(run):
-        summary = viewmodel.model_for(run).summary()
+        summary = models.model_for(run).summary()
     data.update(crashed=summary["crashed"], why=summary["why"])
     return jsonify(data)
 
@@ -45,7 +45,7 @@ def api_run_state(run_id: str):
     run = run_or_404(run_id)
     t = seconds_param("t", required=True)
     with manager().viewing(run):
-        model = viewmodel.model_for(run)
+        model = models.model_for(run)
     return jsonify(model.state_at(t))
 
 
@@ -56,7 +56,7 @@ def run_moment(run_id: str):
     run = run_or_404(run_id)
     t = seconds_param("t", required=True)
     with manager().viewing(run):
-        model = viewmodel.model_for(run)
+        model = models.model_for(run)
     state = model.state_at(t)
     return render_template("_partials/_moment.html", run=run, state=state,
                            prev=model.step(state["t"], -1), next=model.step(state["t"], 1))
@@ -90,7 +90,7 @@ def run_timeline(run_id: str):
     if t0 is not None and t1 is not None and t1 <= t0:
         abort(400, description="to: expected a time after from")
     with manager().viewing(run):
-        model = viewmodel.model_for(run)
+        model = models.model_for(run)
     etag = f'"{run.id}-{model.count}"' if model.complete else None
     if etag and etag in request.headers.get("If-None-Match", ""):
         response = Response(status=304)

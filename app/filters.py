@@ -110,6 +110,6 @@ def init_app(app: Flask) -> None:
 def run_summary(run) -> dict:
     """What the status line must say beyond the status word: ``text`` ("exited 0 · 2 threads
     crashed") and ``warning`` (the exit code alone would claim a success that did not happen)."""
-    from . import viewmodel
+    from . import models
 
-    return viewmodel.status_text(run, viewmodel.model_for(run))
+    return models.status_text(run, models.model_for(run))

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from app import viewmodel
+from app import models
 from app.eventlog import EventLog
-from app.viewmodel import ViewModel, status_text
+from app.models import status_text
+from app.viewmodel import ViewModel
 
 T0 = 1_700_000_000.0  # the run's first event: run second 0
 
@@ -196,16 +197,16 @@ def test_why_a_run_failed(tmp_path):
 
 
 def test_the_cache_keeps_live_models_and_a_few_finished_ones(tmp_path, monkeypatch):
-    monkeypatch.setattr(viewmodel, "_cache", type(viewmodel._cache)())
+    monkeypatch.setattr(models, "_cache", type(models._cache)())
     runs = []
     for i in range(8):
         (tmp_path / str(i)).mkdir()
         runs.append(FakeRun(EventLog(tmp_path / str(i) / "events.jsonl", live=True), f"r{i}", live=i < 2))
-    models = [viewmodel.model_for(run) for run in runs]
-    assert viewmodel.model_for(runs[7]) is models[7]
-    kept = set(viewmodel._cache)
-    assert {"r0", "r1"} <= kept and len(kept - {"r0", "r1"}) == viewmodel.KEEP_FINISHED
-    assert viewmodel.model_for(runs[0]) is models[0]
+    built = [models.model_for(run) for run in runs]
+    assert models.model_for(runs[7]) is built[7]
+    kept = set(models._cache)
+    assert {"r0", "r1"} <= kept and len(kept - {"r0", "r1"}) == models.KEEP_FINISHED
+    assert models.model_for(runs[0]) is built[0]
     for run in runs:
         run.log.close()
 
