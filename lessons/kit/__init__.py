@@ -74,30 +74,45 @@ _on_interrupt_lock = threading.Lock()
 _on_interrupt: list[Callable[[], None]] = []
 
 
-def setup(args: argparse.Namespace, logger_name: str = "lesson") -> logging.Logger:
+def setup(
+    args: argparse.Namespace,
+    logger_name: str = "lesson",
+    *,
+    main_file: str | None = None,
+    own_logging: bool = True,
+) -> logging.Logger:
     """Set up logging for ``args.log_format``, start the kit's helpers, return the lesson's logger.
 
     Safe to call again (tests run ``main()`` many times in one process): the previous sampler is
     stopped and everything is set up afresh.
+
+    For a plain program (``python -m lessons.kit.run``): ``main_file`` is the program's file (the
+    sampler's ``where`` points into it), and ``own_logging=False`` leaves the root logger to the
+    program, whose ``basicConfig`` must still take effect; only the kit's own logger gets a handler.
     """
     global _sampler
     import logging
 
     from . import control, events
     from . import sampler as sampler_module
-    from .logsetup import configure
+    from .logsetup import configure, configure_kit_only
     from .sampler import Sampler
 
     json_mode = args.log_format == "json"
     if json_mode:
         events.enable()
 
-    configure(args.log_format, getattr(args, "verbose", False))
+    if own_logging:
+        configure(args.log_format, getattr(args, "verbose", False))
+    else:
+        configure_kit_only(args.log_format)
     interval = float(os.environ.get("THREADLAB_SAMPLE_INTERVAL", "0.1"))
     # 0 turns snapshots off; the deadlock watch still wakes every 0.1 s
     # (never wait(0): a busy loop).
     sampler = Sampler(
-        interval=interval if interval > 0 else 0.1, snapshots=json_mode and interval > 0
+        interval=interval if interval > 0 else 0.1,
+        snapshots=json_mode and interval > 0,
+        main_file=main_file,
     )
     with _sampler_lock:  # stop the old one and publish the new one as one step (see _sampler)
         if _sampler is not None:

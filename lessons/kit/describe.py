@@ -5,15 +5,22 @@ server never imports a lesson itself: a teacher's file may start threads, loop f
 call ``sys.exit`` at import. This short-lived process takes that risk instead, and the server
 kills its whole process group when it is done or out of time.
 
+The file is parsed with :mod:`ast` first. One with no top-level ``build_parser`` is a *plain
+program* (a tutorial script, often with no ``__main__`` guard): importing it would run it, so it is
+described from its syntax tree alone — docstring, ``SIGNALS``/``REQUIRES`` when they are literals,
+no parameters, ``"plain": true`` — and none of it runs. Only a file with a parser is imported,
+because the parser is code and the form needs what it builds.
+
 The answer is one line on the *original* stdout: ``{"doc", "signals", "requires", "params",
-"exercises"}``, or ``{"error": "..."}`` when the file cannot be read. Everything the lesson writes
-while it is imported (``print``, C-level writes, child processes) goes to stderr instead, so it
-cannot corrupt that line.
+"exercises", "plain"}``, or ``{"error": "..."}`` when the file cannot be read. Everything the
+lesson writes while it is imported (``print``, C-level writes, child processes) goes to stderr
+instead, so it cannot corrupt that line.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import json
 import math
@@ -67,7 +74,68 @@ def _names(value: Any) -> list[str]:
     return [_safe(str(v)) for v in value]
 
 
+def _binds_build_parser(statements: list[ast.stmt]) -> bool:
+    """Whether top-level code binds ``build_parser``: a ``def``, an import or an assignment, also
+    inside a top-level ``if``/``try`` (``from common import build_parser`` is a parser too)."""
+    name = "build_parser"
+    for node in statements:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+            return True
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and any(
+                (alias.asname or alias.name.split(".")[0]) == name for alias in node.names):
+            return True
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                return True
+        if isinstance(node, (ast.If, ast.Try)):
+            nested = [getattr(node, part, []) for part in ("body", "orelse", "finalbody")]
+            nested += [handler.body for handler in getattr(node, "handlers", [])]
+            if any(_binds_build_parser(body) for body in nested):
+                return True
+    return False
+
+
+def _literal(tree: ast.Module, name: str) -> Any:
+    """The value of the last top-level ``NAME = <literal>``, or () when there is none (or it is not
+    a literal: a plain program is never run to compute it)."""
+    value: Any = ()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else [])
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            try:
+                found = ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                continue
+            if isinstance(found, (str, tuple, list, set, frozenset)):
+                value = found
+    return value
+
+
+def describe_plain(tree: ast.Module) -> dict[str, Any]:
+    """A plain program's answer, from its syntax tree alone."""
+    return {
+        "doc": _safe(ast.get_docstring(tree) or ""),
+        "signals": _names(_literal(tree, "SIGNALS")),
+        "requires": _names(_literal(tree, "REQUIRES")),
+        "params": [],
+        "exercises": [],
+        "plain": True,
+    }
+
+
 def _describe(path: Path) -> dict[str, Any]:
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError) as exc:  # ValueError: a NUL byte in the source
+        line = getattr(exc, "lineno", None)
+        return {"error": f"cannot be parsed: {type(exc).__name__}: "
+                         f"{getattr(exc, 'msg', exc)}{f' (line {line})' if line else ''}"}
+    except (OSError, RecursionError, MemoryError) as exc:
+        return {"error": f"cannot be read: {type(exc).__name__}"}
+    if not _binds_build_parser(tree.body):
+        return describe_plain(tree)
     name = f"threadlab_describe_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -96,6 +164,7 @@ def _describe(path: Path) -> dict[str, Any]:
         "requires": _names(getattr(module, "REQUIRES", ())),
         "params": [],
         "exercises": [],  # reserved: exercises the dashboard can run and check
+        "plain": False,
     }
     if callable(getattr(module, "build_parser", None)):
         try:

@@ -74,3 +74,28 @@ def configure(log_format: str, verbose: bool) -> None:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+KIT_LOGGER = "threadlab.kit"
+
+
+def configure_kit_only(log_format: str) -> None:
+    """Give only the kit's own logger a handler, leaving the root logger to a plain program.
+
+    ``python -m lessons.kit.run`` runs programs that call ``logging.basicConfig`` themselves: a
+    root handler of ours would make that call do nothing (it configures an unconfigured root only).
+    The kit's messages (a deadlock, a Ctrl-C) go to events in JSON mode and to stderr in text mode,
+    so a program's stdout stays exactly what plain python prints. Not propagated: the program's
+    root handlers would otherwise write them a second time.
+    """
+    kit = logging.getLogger(KIT_LOGGER)
+    for handler in list(kit.handlers):
+        kit.removeHandler(handler)
+    if log_format == "json":
+        handler: logging.Handler = JsonEventHandler()
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    kit.addHandler(handler)
+    kit.setLevel(logging.INFO)
+    kit.propagate = False

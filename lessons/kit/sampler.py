@@ -208,9 +208,8 @@ def explain_break(cycle: list[dict[str, Any]], idents: list[int], since: float) 
     for ident, entry in members.items():
         if ident not in alive:
             return f"{entry['thread']} ended"
-        owners = traced._owners
         for name in entry["holds"]:
-            if owners.get(name) != ident:
+            if traced.owner_of(name) != ident:
                 return f"{name}, held by {entry['thread']}, was released"
     return "the wait-for cycle is gone"
 
@@ -218,11 +217,13 @@ def explain_break(cycle: list[dict[str, Any]], idents: list[int], since: float) 
 class Sampler:
     """Snapshots of lesson threads; up to ``MAX_FINISHED`` finished ones stay (greyed)."""
 
-    def __init__(self, interval: float, snapshots: bool) -> None:
+    def __init__(self, interval: float, snapshots: bool, main_file: str | None = None) -> None:
         # Set here and only read afterwards: shared by every thread without a lock.
         self.interval = interval
         self.snapshots = snapshots
-        self.main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        # The file "where" points into: the lesson, or the program ``kit.run`` is about to run
+        # (not yet __main__ when the sampler is made).
+        self.main_file = main_file or getattr(sys.modules.get("__main__"), "__file__", None)
         # write_snapshot() runs in threadlab-sampler and in the lesson's thread at once
         # (emit_result, stop(), atexit). _lock guards _rows, _last_written and _last_time, and the
         # draining of _born. Invariant: one thread at a time builds a snapshot and writes it, so
@@ -321,7 +322,7 @@ class Sampler:
         return [dict(row) for row in self._rows.values()]
 
     def _row(self, thread: threading.Thread, frame) -> dict[str, Any]:
-        alive = thread.is_alive()  # False too for the main thread at exit (atexit runs after)
+        alive = _is_alive(thread)  # False too for the main thread at exit (atexit runs after)
         state, detail = frames.classify(frame) if alive else ("done", "")
         # Traced locks know threads by ident, and CPython gives a finished thread's ident to the
         # next new thread: asked about a finished one, they would answer for a stranger.
@@ -408,3 +409,15 @@ def _key(cycle: traced.Cycle) -> tuple[frozenset[tuple[int, str]], float]:
 def _epoch(monotonic: float) -> float:
     """A ``time.monotonic()`` instant as epoch seconds, the clock of every event's ``t``."""
     return time.time() - (time.monotonic() - monotonic)
+
+
+def _is_alive(thread: threading.Thread) -> bool:
+    """Whether ``thread`` still runs. A thread Python started knows. One Python only met (a Qt
+    QThread, a C library's thread: ``threading._DummyThread``) stays "alive" for ever as far as
+    ``threading`` knows, so a finished Qt worker showed ``running``. On Linux its task directory
+    says whether it still exists. (The kernel may give a finished thread's id to a later thread of
+    ours, which would make the old one look alive again: rare with a lesson's few threads.)"""
+    if isinstance(thread, threading._DummyThread) and thread.native_id is not None \
+            and os.path.isdir("/proc/self/task"):
+        return os.path.exists(f"/proc/self/task/{thread.native_id}")
+    return thread.is_alive()

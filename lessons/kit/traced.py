@@ -1,5 +1,6 @@
 """Traced synchronisation primitives: drop-in ``Lock``, ``RLock``, ``Condition``, ``Semaphore``,
-``BoundedSemaphore`` and ``Event`` that carry a name and tell the dashboard who holds what.
+``BoundedSemaphore``, ``Event``, ``Barrier`` and ``Queue`` (also ``LifoQueue``, ``PriorityQueue``)
+that carry a name and tell the dashboard who holds what.
 
 They behave exactly like the :mod:`threading` originals (they wrap them). Each also keeps two facts
 in the module's tables, which the sampler reads into every ``threads`` snapshot:
@@ -7,6 +8,7 @@ in the module's tables, which the sampler reads into every ``threads`` snapshot:
 - ``_holds[ident]``: names of the primitives a thread holds, in the order it took them;
 - ``_waiting[ident]``: ``(name, state, since)`` for a thread blocked in one of them.
 
+(A ``Lock``/``RLock`` keeps its owner on itself instead, for speed: see :class:`Lock`.)
 The tables are plain dicts and lists changed by single operations (``append``, ``remove``,
 ``pop``), which the GIL makes atomic (free-threaded builds lock each dict and list per operation),
 so the uncontended path takes no extra lock: a hot loop over a traced lock costs a few hundred
@@ -26,17 +28,25 @@ from __future__ import annotations
 
 import collections
 import itertools
+import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from . import events
 
-_holds: dict[int, list[str]] = {}
+_holds: dict[int, list[str]] = {}  # semaphores only: a lock knows its owner itself (see Lock)
 _waiting: dict[int, tuple[str, str, float]] = {}
-_owners: dict[str, int] = {}  # lock/rlock name → ident of its owner (for the wait-for graph)
+# ident → the traced Lock/RLock it is blocked on, set and removed by that thread alone around its
+# wait (one dict operation each): with the lock's owner, the wait-for graph's edges.
+_waiting_on: dict[int, Lock] = {}
+# Every traced Lock/RLock alive. Added to by each lock's maker (one set.add), emptied of dead ones
+# by the garbage collector's callbacks; read only through _live_locks().
+_locks: weakref.WeakSet[Lock] = weakref.WeakSet()
 _counter = itertools.count(1)
+_get_ident = threading.get_ident
 
 
 class WaitEnd(NamedTuple):
@@ -46,7 +56,8 @@ class WaitEnd(NamedTuple):
     ident: int
     thread: str
     obj: str
-    outcome: str  # acquired, notified, set, joined, timeout, or the type of what the wait raised
+    # acquired, notified, set, joined, got, put, timeout, or the type of what the wait raised
+    outcome: str
 
 
 # The last blocking waits to end, oldest first: appended by each waiting thread as its wait ends
@@ -70,9 +81,27 @@ def _sync(op: str, obj: str, **extra: Any) -> None:
         events.emit("sync", op=op, obj=obj, thread=threading.current_thread().name, **extra)
 
 
+def _live_locks() -> list[Lock]:
+    # list() of the underlying set of weak references is one C call, so another thread making a
+    # lock meanwhile cannot break it ("set changed size during iteration" would, iterating the
+    # WeakSet itself); a reference whose lock died since gives None.
+    found = (ref() for ref in list(_locks.data))
+    return sorted((lock for lock in found if lock is not None), key=lambda lock: lock._seq)
+
+
 def holds(ident: int) -> list[str]:
-    """Names of the traced primitives the thread ``ident`` holds."""
-    return list(_holds.get(ident, ()))
+    """Names of the traced primitives the thread ``ident`` holds (locks first, oldest first)."""
+    return [lock.name for lock in _live_locks() if lock._owner == ident] + list(
+        _holds.get(ident, ())
+    )
+
+
+def owner_of(name: str) -> int | None:
+    """The ident of the thread holding the traced lock called ``name``, or None."""
+    for lock in _live_locks():
+        if lock.name == name and lock._owner is not None:
+            return lock._owner
+    return None
 
 
 def waiting(ident: int) -> tuple[str, str, float] | None:
@@ -135,7 +164,9 @@ class _Blocking:
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         # Out of the wait-for graph first, so the deadlock watch never sees a wait that is over.
         _waiting.pop(self.ident, None)
-        outcome = exc_type.__name__ if exc_type is not None else self.outcome
+        # An outcome the body set wins over the exception that follows it: a queue's timeout is
+        # "timeout", though it leaves by raising Empty.
+        outcome = self.outcome or (exc_type.__name__ if exc_type is not None else "")
         _recent.append(WaitEnd(time.monotonic(), self.ident, self.thread.name, self.name, outcome))
         _state(self.thread, "running", self.name, outcome=outcome)
 
@@ -162,44 +193,83 @@ def _acquire(
 
 
 class Lock:
-    """``threading.Lock`` with a name and an owner the dashboard can see."""
+    """``threading.Lock`` with a name and an owner the dashboard can see.
 
+    The uncontended path is kept to the bone (one non-blocking try and one store of the owner;
+    one store and the release): a hot loop over a traced lock must cost little more than over a
+    plain one (``scripts/bench_tracing.py``). So a lock keeps its owner on itself, and who holds
+    what is found by the readers (:func:`holds`, :func:`find_cycle`) going through the live locks
+    in :data:`_locks`, ten times a second, rather than written into tables at every acquire.
+    ``_owner`` is changed only by the thread that holds the lock (set just after taking it, cleared
+    just before giving it back): at any instant it is the holder, or None during those two steps.
+    """
+
+    __slots__ = ("name", "_inner", "_try", "_release", "_owner", "_seq", "__weakref__")
     _kind = "lock"
 
     def __init__(self, name: str | None = None) -> None:
         self.name = _auto_name(self._kind, name)
         self._inner = self._make_inner()
+        # Bound methods of the inner lock, looked up once: one attribute fewer per acquire.
+        self._try = self._inner.acquire
+        self._release = self._inner.release
         self._owner: int | None = None
+        self._seq = next(_counter)  # creation order: holds() lists locks in it
+        _locks.add(self)
 
     def _make_inner(self):
         return threading.Lock()
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        return _acquire(self.name, self._inner, blocking, timeout, self._taken)
+        if self._try(False):  # the fast path: free, take it, say nothing
+            self._owner = _get_ident()
+            return True
+        if not blocking:
+            return False
+        return self._wait(timeout)
 
-    def _taken(self, me: int) -> None:
-        self._owner = me
-        _owners[self.name] = me
-        _took(me, self.name)
+    def __enter__(self) -> bool:
+        # acquire() again, inlined: a with-statement is the hot loop's whole cost.
+        if self._try(False):
+            self._owner = _get_ident()
+            return True
+        return self._wait(-1)
+
+    def _wait(self, timeout: float) -> bool:
+        """The slow path: the lock is taken; wait for it, reported."""
+        me = _get_ident()
+        _waiting_on[me] = self  # for find_cycle: whose lock we wait for
+        try:
+            with _Blocking(self.name, "waiting-lock") as wait:
+                ok = self._try(True, timeout)
+                wait.outcome = "acquired" if ok else "timeout"
+        finally:
+            _waiting_on.pop(me, None)
+        if ok:
+            self._owner = me
+            _sync("acquired", self.name)
+        else:
+            _sync("timeout", self.name, timeout=timeout)
+        return ok
 
     def release(self) -> None:
-        me = threading.get_ident()
         self._owner = None
-        _owners.pop(self.name, None)
-        _gave(me, self.name)
-        self._inner.release()
+        self._release()  # an unlocked lock raises RuntimeError, as the original does
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._owner = None
+        self._release()
 
     def locked(self) -> bool:
         return self._inner.locked()
 
+    def owner(self) -> int | None:
+        """The ident of the thread holding the lock now, or None."""
+        return self._owner
+
     # threading.Condition uses these when its lock provides them.
     def _is_owned(self) -> bool:
-        return self._owner == threading.get_ident()
-
-    __enter__ = acquire
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+        return self._owner == _get_ident()
 
     def __repr__(self) -> str:
         return f"<traced {self._kind} {self.name!r} {'locked' if self.locked() else 'unlocked'}>"
@@ -208,20 +278,18 @@ class Lock:
 class RLock(Lock):
     """``threading.RLock`` with a name: its owner may take it again, and must release as often."""
 
+    __slots__ = ("_depth",)
     _kind = "rlock"
 
     def __init__(self, name: str | None = None) -> None:
         super().__init__(name)
         self._depth = 0  # guarded by the lock itself: only the owner changes it
 
-    def _make_inner(self):
-        return threading.Lock()
-
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if self._owner == threading.get_ident():
+        if self._owner == _get_ident():
             self._depth += 1
             return True
-        ok = super().acquire(blocking, timeout)
+        ok = Lock.acquire(self, blocking, timeout)
         if ok:
             self._depth = 1
         return ok
@@ -229,11 +297,14 @@ class RLock(Lock):
     __enter__ = acquire
 
     def release(self) -> None:
-        if self._owner != threading.get_ident():
+        if self._owner != _get_ident():
             raise RuntimeError("cannot release un-acquired lock")
         self._depth -= 1
         if self._depth == 0:
-            super().release()
+            Lock.release(self)
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.release()
 
     def _release_save(self) -> int:
         # Condition.wait on an RLock must release every level and restore them afterwards.
@@ -291,6 +362,11 @@ class Condition:
     def notify_all(self) -> None:
         _sync("notify", self.name, n="all")
         self._inner.notify_all()
+
+    notifyAll = notify_all  # noqa: N815 - threading's old alias, still callable there
+
+    def _is_owned(self) -> bool:
+        return self._inner._is_owned()  # type: ignore[attr-defined]
 
 
 class Semaphore:
@@ -354,6 +430,123 @@ class Event:
         return is_set
 
 
+class Barrier:
+    """``threading.Barrier`` with a name; a thread held at it is ``waiting-condition``.
+
+    The last of the parties to arrive does not block, so its wait is not reported. Whether a wait
+    will block is read from ``n_waiting`` before it begins: another thread arriving meanwhile can
+    only make a wait we report end sooner, never make one we skip block.
+    """
+
+    def __init__(
+        self,
+        parties: int,
+        action: Callable[[], Any] | None = None,
+        timeout: float | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.name = _auto_name("barrier", name)
+        self._inner = threading.Barrier(parties, action, timeout)
+
+    def wait(self, timeout: float | None = None) -> int:
+        inner = self._inner
+        if inner.n_waiting + 1 >= inner.parties:
+            return inner.wait(timeout)  # the last to arrive: it releases the others at once
+        with _Blocking(self.name, "waiting-condition") as wait:
+            index = inner.wait(timeout)  # BrokenBarrierError ends the wait with that outcome
+            wait.outcome = "notified"
+        return index
+
+    def reset(self) -> None:
+        self._inner.reset()
+
+    def abort(self) -> None:
+        self._inner.abort()
+
+    @property
+    def parties(self) -> int:
+        return self._inner.parties
+
+    @property
+    def n_waiting(self) -> int:
+        return self._inner.n_waiting
+
+    @property
+    def broken(self) -> bool:
+        return self._inner.broken
+
+
+class _TracedQueue:
+    """What makes a :mod:`queue` class traced: ``get``/``put``/``join`` that block are reported as
+    ``waiting-queue`` on the queue's name. Mixed in before the original class, so the queue's
+    storage, locks and counts are the original's own (its lock and conditions are plain: created by
+    ``queue``'s code). A call that does not block costs one failed-or-not non-blocking try first.
+    """
+
+    name: str
+
+    def __init__(self, maxsize: int = 0, name: str | None = None) -> None:
+        super().__init__(maxsize)  # type: ignore[call-arg]
+        self.name = _auto_name(type(self).__name__.lower(), name)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if not block:
+            return super().get(False)  # type: ignore[misc]
+        if timeout is not None and timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")
+        try:
+            return super().get(False)  # type: ignore[misc]
+        except queue.Empty:
+            pass
+        with _Blocking(self.name, "waiting-queue") as wait:
+            try:
+                item = super().get(True, timeout)  # type: ignore[misc]
+            except queue.Empty:
+                wait.outcome = "timeout"
+                raise
+            wait.outcome = "got"
+        return item
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if not block:
+            return super().put(item, False)  # type: ignore[misc]
+        if timeout is not None and timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")
+        try:
+            return super().put(item, False)  # type: ignore[misc]
+        except queue.Full:
+            pass
+        with _Blocking(self.name, "waiting-queue") as wait:
+            try:
+                super().put(item, True, timeout)  # type: ignore[misc]
+            except queue.Full:
+                wait.outcome = "timeout"
+                raise
+            wait.outcome = "put"
+        return None
+
+    def join(self) -> None:
+        # Only saves reporting a join that would not block (as Event.wait does): deciding on a
+        # stale count is harmless, the join below is the real one.
+        if not self.unfinished_tasks:  # type: ignore[attr-defined]
+            return
+        with _Blocking(self.name, "waiting-queue") as wait:
+            super().join()  # type: ignore[misc]
+            wait.outcome = "joined"
+
+
+class Queue(_TracedQueue, queue.Queue):
+    """``queue.Queue`` with a name (see :class:`_TracedQueue`)."""
+
+
+class LifoQueue(_TracedQueue, queue.LifoQueue):
+    """``queue.LifoQueue`` with a name (see :class:`_TracedQueue`)."""
+
+
+class PriorityQueue(_TracedQueue, queue.PriorityQueue):
+    """``queue.PriorityQueue`` with a name (see :class:`_TracedQueue`)."""
+
+
 def find_cycle() -> list[dict[str, Any]] | None:
     """A cycle in the wait-for graph of traced locks, as ``[{thread, holds, waits_for}, ...]``.
 
@@ -376,7 +569,8 @@ def find_cycle_detail() -> Cycle | None:
     edges: dict[int, tuple[int, str, float]] = {}
     # One copy of _waiting, then only the copy is read: each entry is one consistent wait.
     for ident, (name, state, since) in list(_waiting.items()):
-        owner = _owners.get(name)
+        lock = _waiting_on.get(ident)
+        owner = lock._owner if lock is not None else None
         if state == "waiting-lock" and owner is not None:
             # owner == ident: a thread waiting for itself (plain Lock)
             edges[ident] = (owner, name, since)
