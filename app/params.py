@@ -8,6 +8,7 @@ field, so the API answers 400 and the page shows the message beside that field.
 from __future__ import annotations
 
 import math
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,8 @@ from .registry import Lesson, Param
 
 MAX_TEXT = 200  # characters in one text parameter; lessons take names and modes, not documents
 MAX_NUMBER_TEXT = 30  # digits and signs in a number; refuses "1" followed by a million zeros
+MAX_ARGS = 64  # arguments of a plain program: a command line, not a data channel
+MAX_ARG_CHARS = 500
 
 
 class ParamError(ValueError):
@@ -124,3 +127,33 @@ def to_argv(lesson: Lesson, values: Mapping[str, Any]) -> list[str]:
         elif value is not None:
             argv.append(f"{param.flag}={value}")
     return argv
+
+
+def validate_args(raw: Any, *, from_form: bool = False) -> list[str]:
+    """A plain program's arguments, checked: a JSON list of strings, or the form's one text field
+    split as a POSIX shell would split it (quotes, backslashes) with :func:`shlex.split`. Nothing is
+    expanded and no shell ever sees them: they become argv entries as they are."""
+    if from_form:
+        if not isinstance(raw, str):
+            raise ParamError("args", "expected text")
+        try:
+            raw = shlex.split(raw)
+        except ValueError as exc:  # "No closing quotation", "No escaped character"
+            raise ParamError("args", f"cannot be split like a command line: {exc}") from None
+    if not isinstance(raw, list):
+        raise ParamError("args", f"expected a list of strings, got {type(raw).__name__}")
+    if len(raw) > MAX_ARGS:
+        raise ParamError("args", f"at most {MAX_ARGS} arguments")
+    for n, arg in enumerate(raw, 1):
+        if not isinstance(arg, str):
+            raise ParamError("args", f"argument {n}: expected a string, got {type(arg).__name__}")
+        if len(arg) > MAX_ARG_CHARS:
+            raise ParamError("args", f"argument {n}: at most {MAX_ARG_CHARS} characters")
+        if "\x00" in arg:  # argv is C strings: a NUL would cut the argument short
+            raise ParamError("args", f"argument {n}: no NUL characters")
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800"), which a JSON body can carry
+            raise ParamError("args", f"argument {n}: text must be valid Unicode (no lone surrogates)"
+                             ) from None
+    return list(raw)

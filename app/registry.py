@@ -7,6 +7,11 @@ JSON line (docstring, parser options, ``SIGNALS``, ``REQUIRES``). No answer with
 ``METADATA_TIMEOUT``, a crash, an exit or a fork lists the file as unavailable with the reason, and
 the whole group is killed. Answers (failures too) are cached by path, mtime and size for the life of
 the process, so page loads and the many ``Registry`` objects of the tests cost a ``stat`` per file.
+
+A file with no ``build_parser`` is a *plain program* (``Lesson.plain``): the describer reads it from
+its syntax tree without running it, and a run passes it free-form arguments through
+``python -m lessons.kit.run``. :func:`load_program` reads one such file from anywhere (``threadlab
+watch prog.py``), through the same probe and cache, under the id ``program:<file name>``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import re
 import textwrap
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +37,7 @@ EXTRA_MODULES = {"qt": "PySide6"}
 SUMMARY_CHARS = 120  # a summary ends at the first sentence end past this many characters
 PARAM_TYPES = ("int", "float", "str", "bool", "choice")
 PROBE_WORKERS = 8  # probes mostly wait (startup, a hung file): more than the 2 cores is fine
-
-
+PROGRAM_PREFIX = "program:"  # the lesson id of a run of a program given by path (threadlab watch)
 
 @dataclass
 class Param:
@@ -65,6 +69,7 @@ class Lesson:
     requires: tuple[str, ...] = ()
     exercises: list[Any] = field(default_factory=list)  # reserved: the describer sends [] for now
     error: str = ""  # why the file could not be read, if it could not
+    plain: bool = False  # no build_parser: free-form arguments, run under lessons.kit.run
 
     @property
     def summary(self) -> str:
@@ -96,6 +101,7 @@ class Lesson:
             "id": self.id, "number": self.number, "title": self.title, "summary": self.summary,
             "signals": list(self.signals), "requires": list(self.requires),
             "available": self.available, "params": [p.to_json() for p in self.params],
+            "plain": self.plain,
         }
 
 
@@ -134,6 +140,7 @@ def load_lesson(path: Path, timeout: float | None = None) -> Lesson:
         lesson.requires = tuple(str(r) for r in answer.get("requires") or ())
         lesson.params = [_param(p) for p in answer.get("params") or ()]
         lesson.exercises = list(answer.get("exercises") or ())
+        lesson.plain = answer.get("plain") is True
     except Unreadable as exc:
         lesson.error = str(exc)
     except Exception as exc:  # a malformed answer or no process to start: listed, never fatal
@@ -190,6 +197,17 @@ def load_lessons(paths: list[Path]) -> list[Lesson]:
                     _cache.pop(path.absolute(), None)
         raise
     return [future.result() for future in futures]
+
+
+def load_program(path: Path) -> Lesson:
+    """A program given by absolute path, outside any lessons folder, described like a lesson (the
+    same probe, the same cache) under the id ``program:<file name>``, so the index and the run
+    pages never mistake it for a lesson of the folder."""
+    path = Path(path)
+    lessons = load_lessons([path])
+    lesson = lessons[0] if lessons else _unreadable(path, "the file is gone")
+    # A copy: the cached Lesson is shared with any Registry whose folder holds the same file.
+    return replace(lesson, id=PROGRAM_PREFIX + path.name, number="")
 
 
 class Registry:

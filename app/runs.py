@@ -125,7 +125,15 @@ class RunManager:
     def command(self, lesson: Lesson, argv: list[str]) -> list[str]:
         """The worker's argv: no shell, the server's own interpreter (a PATH shim costs ~95 ms),
         through the kit's boot module, which ties the worker's life to ours even when the lesson
-        never imports the kit."""
+        never imports the kit.
+
+        A plain program (no parser) runs under ``lessons.kit.run``, which sets the kit up around it
+        (print and logging as events, traced primitives named by assignment) and runs it as
+        ``__main__``; ``argv`` is then its own free-form arguments, after its path, where the
+        runner's options can no longer be read from them."""
+        if lesson.plain:
+            return [sys.executable, "-m", "lessons.kit.boot", "-m", "lessons.kit.run",
+                    "--log-format", "json", str(lesson.path.resolve()), *argv]
         if lesson.path.parent.resolve() == (PROJECT_ROOT / "lessons").resolve():
             target = ["-m", f"lessons.{lesson.id}"]
         else:

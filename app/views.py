@@ -3,7 +3,10 @@ the fragment, others the page. The JSON API and the run's drawings are in app/ap
 
 from __future__ import annotations
 
+import os
+import shlex
 import signal as signals_module
+import stat
 from pathlib import Path
 
 import markdown
@@ -22,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import params as param_rules
 from . import security
-from .registry import Lesson, Registry
+from .registry import PROGRAM_PREFIX, Lesson, Registry, load_program
 from .runs import RunLimitError, RunManager, StorageError
 
 bp = Blueprint("views", __name__)
@@ -89,6 +92,9 @@ def index():
 def changed_flags(run, lesson) -> str:
     """The run's parameters that differ from the lesson's defaults, as typed on a command line:
     what tells two runs of one lesson apart (an exercise's "now run it with --queue-size 1")."""
+    args = run.params.get("args")
+    if list(run.params) == ["args"] and isinstance(args, list) and (lesson is None or lesson.plain):
+        return shell_join(args)  # a plain program's free-form arguments, as typed
     shown = []
     for name, value in run.params.items():
         param = lesson.param(name) if lesson else None
@@ -97,6 +103,15 @@ def changed_flags(run, lesson) -> str:
         flag = param.flag if param is not None else "--" + name.replace("_", "-")
         shown.append(flag if value is True else f"{flag} {value}")
     return " ".join(shown)
+
+
+@bp.app_template_global()
+def shell_join(args: object) -> str:
+    """A plain program's arguments as one command line that splits back into them (the form's
+    ``args`` field, a run's flags); text (a form sent back with an error) is shown as typed."""
+    if isinstance(args, list):
+        return shlex.join(str(arg) for arg in args)
+    return "" if args is None else str(args)
 
 
 @bp.get("/lessons/<key>")
@@ -113,8 +128,28 @@ def run_page(run_id: str):
     from .api import seconds_param  # not at the top: api imports this module's helpers
 
     at = seconds_param("t")  # ?t=1.25 opens the page at that instant of the run
-    lesson = registry().get(run.lesson)
+    lesson = registry().get(run.lesson) or _program_of(run)
     return render_template("lesson.html", lesson=lesson, run=run, values=run.params, errors={}, at=at)
+
+
+def _program_of(run) -> Lesson | None:
+    """The plain program a run ran, read (never run) from the path in its argv: a program given by
+    path (``threadlab watch``) is in no lessons folder, and a folder's program may have left it.
+    Not in remote mode, which never reads a file by a path (see start_run)."""
+    if security.is_remote(current_app):
+        return None
+    argv = list(run.record.argv)
+    if "lessons.kit.run" not in argv:
+        return None
+    rest = argv[argv.index("lessons.kit.run") + 1:]
+    while rest and rest[0] in ("--log-format", "--no-trace"):  # the runner's own options
+        rest = rest[2:] if rest[0] == "--log-format" else rest[1:]
+    if not rest or not rest[0].endswith(".py") or not Path(rest[0]).is_file():
+        return None
+    lesson = load_program(Path(rest[0]))
+    if not run.lesson.startswith(PROGRAM_PREFIX):
+        lesson.id, lesson.number = run.lesson, run.lesson[:2]  # a lessons folder's own file, gone
+    return lesson
 
 
 @bp.get("/concepts")
@@ -132,32 +167,69 @@ def concepts():
 
 @bp.post("/runs")
 def start_run():
-    """Start a run: 201 with its id for JSON; the live panes (or a redirect) for the page's form."""
+    """Start a run: 201 with its id for JSON; the live panes (or a redirect) for the page's form.
+
+    ``{"lesson": ...}`` names a lesson of the folder; ``{"program": "/abs/path.py"}`` (``threadlab
+    watch``) a plain program anywhere on this machine, refused in remote mode: there a student
+    could otherwise run any file on the teacher's disk. A plain program takes ``args`` (a list, or
+    the form's text split like a command line); a lesson with a parser takes ``params``."""
     data = body()
     from_form = not request.is_json
-    key = str(data.pop("lesson", "") or "")
     data.pop("csrf_token", None)
-    lesson = registry().get(key) if key else None
-    if lesson is None:
-        return _bad_param(None, "lesson", f"no lesson {key!r}", {}, from_form)
-    if not from_form and set(data) - {"params"}:
-        # A JSON body is {"lesson", "params"}; a parameter sent beside "params" instead of in it
-        # would otherwise be dropped silently and the run started with the default.
-        unknown = sorted(set(data) - {"params"})[0]
-        return _bad_param(lesson, unknown, 'unknown field (parameters go under "params")', {}, from_form)
-    raw = data.get("params", {}) if not from_form else data
-    if not isinstance(raw, dict):
-        return _bad_param(lesson, "params", "expected an object", {}, from_form)
-    try:
-        values = param_rules.validate(lesson, raw, from_form=from_form)
-    except param_rules.ParamError as err:
-        return _bad_param(lesson, err.field, err.message, raw, from_form)
+    key = str(data.pop("lesson", "") or "")
+    if "program" in data:
+        if security.is_remote(current_app):
+            abort(403, description="running a program by path is refused in remote mode")
+        program = data.pop("program")
+        if key:
+            return _bad_param(None, "program", 'give "lesson" or "program", not both', {}, from_form)
+        lesson, problem = _program(program)
+        if lesson is None:
+            return _bad_param(None, "program", problem, {}, from_form)
+    else:
+        lesson = registry().get(key) if key else None
+        if lesson is None:
+            return _bad_param(None, "lesson", f"no lesson {key!r}", {}, from_form)
+    if lesson.plain:
+        # A form sends its one text field; JSON sends {"args": [...]}, or (older scripts, e.g.
+        # LiveServer.start) an empty "params", which a program without parameters can take.
+        unknown = sorted(set(data) - ({"args"} if from_form else {"args", "params"}))
+        if not from_form and data.get("params") not in (None, {}):
+            unknown = ["params"]
+        if unknown:
+            return _bad_param(lesson, unknown[0], "this is a plain program: it takes free-form "
+                              'arguments ("args"), not named parameters', data, from_form)
+        try:
+            args = param_rules.validate_args(data.get("args", "" if from_form else []),
+                                             from_form=from_form)
+        except param_rules.ParamError as err:
+            return _bad_param(lesson, err.field, err.message, data, from_form)
+        raw, values, argv = data, {"args": args}, args
+    else:
+        if not from_form and set(data) - {"params"}:
+            # A JSON body is {"lesson", "params"}; a parameter sent beside "params" instead of in it
+            # would otherwise be dropped silently and the run started with the default.
+            unknown = sorted(set(data) - {"params"})[0]
+            message = ("this lesson takes named parameters" if unknown == "args"
+                       else 'unknown field (parameters go under "params")')
+            return _bad_param(lesson, unknown, message, {}, from_form)
+        raw = data.get("params", {}) if not from_form else data
+        if from_form and "args" in raw and lesson.param("args") is None:
+            return _bad_param(lesson, "args", "this lesson takes named parameters", raw, from_form)
+        if not isinstance(raw, dict):
+            return _bad_param(lesson, "params", "expected an object", {}, from_form)
+        try:
+            values = param_rules.validate(lesson, raw, from_form=from_form)
+        except param_rules.ParamError as err:
+            return _bad_param(lesson, err.field, err.message, raw, from_form)
+        argv = param_rules.to_argv(lesson, values)
     if not lesson.available:
-        return _bad_param(lesson, "lesson", f"lesson {lesson.id} needs {', '.join(lesson.requires)}",
-                          raw, from_form)
+        reason = (f"{lesson.id} cannot run: {lesson.error}" if lesson.error
+                  else f"lesson {lesson.id} needs {', '.join(lesson.requires)}")
+        return _bad_param(lesson, "lesson", reason, raw, from_form)
     try:
         owner = "" if request.is_json else security.browser_id()  # a page's run: its browser's
-        run = manager().start(lesson, values, param_rules.to_argv(lesson, values), owner=owner)
+        run = manager().start(lesson, values, argv, owner=owner)
     except (RunLimitError, StorageError) as err:
         code = err.http_status if isinstance(err, StorageError) else 429
         if from_form and is_htmx():
@@ -173,11 +245,36 @@ def start_run():
     return redirect(f"/runs/{run.id}", code=303)
 
 
+def _program(program: object) -> tuple[Lesson | None, str]:
+    """The plain program at ``program`` (an absolute path to an existing regular ``.py`` file),
+    described by the probe like any lesson, or None and why not. Only what a command line could
+    name: no relative path (its meaning would be the server's cwd), no NUL, valid Unicode."""
+    if not isinstance(program, str) or not os.path.isabs(program) or not program.endswith(".py"):
+        return None, "expected the absolute path of a .py file"
+    if not program.isprintable():  # NUL, newlines: no file a person would name
+        return None, "not a file path"
+    try:
+        program.encode("utf-8")
+        info = os.stat(program)
+    except UnicodeEncodeError:
+        return None, "text must be valid Unicode (no lone surrogates)"
+    except (OSError, ValueError):
+        return None, "no such file"
+    if not stat.S_ISREG(info.st_mode):
+        return None, "not a regular file"
+    lesson = load_program(Path(program))
+    if not lesson.plain and not lesson.error:
+        # A lesson-style file: its parameters want a form, which its folder gets with --lessons-dir.
+        return None, "this file has a parser (build_parser): serve its folder with --lessons-dir"
+    return lesson, ""
+
+
 def _bad_param(lesson, field: str, message: str, raw: dict, from_form: bool):
     if from_form and lesson is not None:
         # The form shows an error beside its field; one it has no field for (an unknown parameter)
         # goes at the top, named, or the learner would see a 400 and no reason.
-        key = field if lesson.param(field) or field == "lesson" else "_form"
+        key = field if lesson.param(field) or field == "lesson" or (
+            lesson.plain and field == "args") else "_form"
         html = render_template("_partials/_run_form.html", lesson=lesson, values=raw,
                                errors={key: message if key == field else f"{field}: {message}"})
         return html, 400

@@ -62,9 +62,12 @@ def test_teacher_lesson_is_discovered_without_bounds(teachers):
     assert to_argv(lesson, values) == ["--rounds=1000000", "--speed=3.0", "--mode=slow", "--name=x", "--loud"]
 
 
-def test_broken_teacher_lesson_is_listed_unavailable(teachers):
+def test_a_teacher_file_without_a_parser_is_a_plain_program_read_without_running_it(teachers):
+    # 43 raises at import; with no build_parser it is never imported, so it is listed, runnable.
     broken = teachers.get("43")
-    assert not broken.available and "broken on purpose" in broken.error
+    assert broken.plain and broken.available and not broken.error
+    assert broken.title == "A file that fails to import: the index must still list it, marked unavailable."
+    assert broken.to_json()["plain"] is True and broken.params == []
 
 
 def test_registry_notices_a_new_file(tmp_path):
@@ -106,6 +109,7 @@ def test_text_params_cannot_become_options(teachers):
 # --- Hostile files: the server never runs a lesson's code, it asks a subprocess with a timeout. ---
 
 HOSTILE = ROOT / "tests" / "fixtures" / "hostile_lessons"
+PARSER = "\n\ndef build_parser():\n    import argparse\n\n    return argparse.ArgumentParser()\n"
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +118,11 @@ def hostile(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostile")
     for path in HOSTILE.glob("*.py"):
         shutil.copy(path, folder / path.name)
+    # The hostile files without a parser are plain programs now, never imported. The same files
+    # with a parser are imported, and must still be caught: copies numbered 3x, with one added.
+    for stem in ("20_hangs", "22_forks", "23_crashes"):
+        source = (HOSTILE / f"{stem}.py").read_text()
+        (folder / f"3{stem[1:]}.py").write_text(source + PARSER)
     started = time.monotonic()
     lessons = {lesson.id: lesson for lesson in Registry(folder).all()}
     return lessons, time.monotonic() - started, folder
@@ -121,23 +130,85 @@ def hostile(tmp_path_factory):
 
 def test_hostile_folder_is_read_quickly(hostile):
     lessons, elapsed, _ = hostile
-    assert len(lessons) == 8
+    assert len(lessons) == 11
     # One file hangs for the whole 1.5 s timeout; the others are probed beside it. Generous bound:
     # the machine is shared.
     assert elapsed < 5
 
 
 @pytest.mark.parametrize("lesson_id, reason", [
-    ("20_hangs", "hung at import (no answer in 1.5 s)"),
+    ("30_hangs", "hung at import (no answer in 1.5 s)"),
     ("21_exits", "exited at import with SystemExit(3)"),
-    ("22_forks", "forked a process at import"),
-    ("23_crashes", "crashed at import: ZeroDivisionError: crashes on purpose"),
+    ("32_forks", "forked a process at import"),
+    ("33_crashes", "crashed at import: ZeroDivisionError: crashes on purpose"),
 ])
 def test_hostile_files_are_listed_unavailable_with_the_reason(hostile, lesson_id, reason):
     lesson = hostile[0][lesson_id]
     assert not lesson.available and reason in lesson.error
     assert lesson.title == lesson_id and lesson.params == []
     assert lesson.to_json()["available"] is False
+
+
+@pytest.mark.parametrize("lesson_id, title", [
+    ("20_hangs", "A classic tutorial script: top-level code that starts a thread and joins every thread."),
+    ("22_forks", "Forks at import; the child sleeps, holding every pipe it inherited."),
+    ("23_crashes", "Raises at import."),
+])
+def test_hostile_files_without_a_parser_are_plain_programs_never_run(hostile, lesson_id, title):
+    lesson = hostile[0][lesson_id]
+    assert lesson.plain and lesson.available and lesson.title == title and lesson.params == []
+
+
+def _describe(tmp_path, source: str) -> dict:
+    path = tmp_path / "50_prog.py"
+    path.write_text(source)
+    return probe_module.probe(path, 10)
+
+
+def test_a_plain_program_is_described_from_its_syntax_tree(tmp_path):
+    marker = tmp_path / "ran"
+    answer = _describe(tmp_path, f'''"""My program.\n\nIt does things."""
+import pathlib, signal
+pathlib.Path({str(marker)!r}).write_text("ran")
+SIGNALS = ("SIGINT", "SIGUSR1")
+REQUIRES: tuple = ("qt",)
+raise SystemExit(3)
+''')
+    assert answer == {"doc": "My program.\n\nIt does things.", "signals": ["SIGINT", "SIGUSR1"],
+                      "requires": ["qt"], "params": [], "exercises": [], "plain": True}
+    assert not marker.exists(), "none of it ran"
+
+
+def test_non_literal_declarations_are_left_out_not_run(tmp_path):
+    answer = _describe(tmp_path, "import signal\nSIGNALS = tuple(s.name for s in signal.Signals)\n"
+                                 "REQUIRES = 'qt'\n")
+    assert (answer["signals"], answer["requires"], answer["plain"]) == ([], ["qt"], True)
+
+
+@pytest.mark.parametrize("source", [
+    "def build_parser():\n    import argparse\n    return argparse.ArgumentParser()\n",
+    "from argparse import ArgumentParser as build_parser\n",
+    "try:\n    from common import build_parser\nexcept ImportError:\n    build_parser = None\n",
+])
+def test_a_file_binding_build_parser_is_imported_as_a_lesson(tmp_path, source):
+    answer = _describe(tmp_path, source)
+    assert answer["plain"] is False
+
+
+def test_a_file_that_does_not_parse_is_unreadable_with_the_reason(tmp_path):
+    with pytest.raises(probe_module.Unreadable, match="cannot be parsed: SyntaxError"):
+        _describe(tmp_path, "def broken(:\n")
+
+
+def test_load_program_names_the_run_by_file_name(tmp_path):
+    from app.registry import load_lessons, load_program
+
+    path = tmp_path / "my_prog.py"
+    path.write_text('"""Mine."""\nprint(1)\n')
+    program = load_program(path)
+    assert (program.id, program.number, program.title) == ("program:my_prog.py", "", "Mine.")
+    assert program.plain
+    assert load_lessons([path])[0].id == "my_prog", "the cached lesson is not changed"
 
 
 def test_no_probe_process_survives(hostile):
@@ -208,7 +279,7 @@ def count_probes(monkeypatch):
 
 def test_a_second_registry_starts_no_subprocess(hostile, count_probes):
     _, _, folder = hostile
-    assert len(Registry(folder).all()) == 8
+    assert len(Registry(folder).all()) == 11
     assert count_probes == []
 
 
