@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -38,8 +36,8 @@ from .record import BadRecord, RunRecord, load_record, new_run_id
 from .registry import Lesson
 from .run import Command, Run
 from .supervisor import Supervisor
+from .worker import PROJECT_ROOT, worker_argv, worker_env
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _log = logging.getLogger("threadlab.runs")
 
 
@@ -122,33 +120,6 @@ class RunManager:
 
     # -- starting ------------------------------------------------------------------------------
 
-    def command(self, lesson: Lesson, argv: list[str]) -> list[str]:
-        """The worker's argv: no shell, the server's own interpreter (a PATH shim costs ~95 ms),
-        through the kit's boot module, which ties the worker's life to ours even when the lesson
-        never imports the kit.
-
-        A plain program (no parser) runs under ``lessons.kit.run``, which sets the kit up around it
-        (print and logging as events, traced primitives named by assignment) and runs it as
-        ``__main__``; ``argv`` is then its own free-form arguments, after its path, where the
-        runner's options can no longer be read from them."""
-        if lesson.plain:
-            return [sys.executable, "-m", "lessons.kit.boot", "-m", "lessons.kit.run",
-                    "--log-format", "json", str(lesson.path.resolve()), *argv]
-        if lesson.path.parent.resolve() == (PROJECT_ROOT / "lessons").resolve():
-            target = ["-m", f"lessons.{lesson.id}"]
-        else:
-            target = [str(lesson.path)]  # a lessons folder of its own (a teacher's, or the tests')
-        return [sys.executable, "-m", "lessons.kit.boot", *target, "--log-format", "json", *argv]
-
-    def _env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "THREADLAB_PARENT_PID": str(os.getpid()),
-            "THREADLAB_SAMPLE_INTERVAL": str(self.sample_interval),
-            "PYTHONIOENCODING": "utf-8",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
-        }
-
     def start(self, lesson: Lesson, params: dict[str, Any], argv: list[str], *, reserve: int = 0,
               owner: str = "") -> Run:
         """Take a slot, write the run's record, hand it to a new supervisor; return once it has
@@ -156,7 +127,7 @@ class RunManager:
         ``reserve``: slots that must stay free after this one (experiments leave room for people);
         ``owner``: who may stop it from a page (see security.may_control)."""
         record = RunRecord(id=new_run_id(), lesson=lesson.id, title=lesson.title, params=params,
-                           argv=self.command(lesson, argv), signals=list(lesson.signals), owner=owner)
+                           argv=worker_argv(lesson, argv), signals=list(lesson.signals), owner=owner)
         with self._lock:
             if self._closing:
                 raise RunLimitError("the server is shutting down")
@@ -177,7 +148,7 @@ class RunManager:
             raise
         with self._lock:
             self._runs[run.id] = run
-        supervisor = Supervisor(run, record.argv, self._env(), str(PROJECT_ROOT),
+        supervisor = Supervisor(run, record.argv, worker_env(self.sample_interval), str(PROJECT_ROOT),
                                 time_limit=self.time_limit, release=self._release, on_end=self._ended)
         try:
             supervisor.start()

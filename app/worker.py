@@ -13,9 +13,14 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
+from pathlib import Path
+
+from .registry import Lesson
 
 DUMP_COMMAND = b'{"cmd": "dump"}\n'  # shorter than PIPE_BUF: written whole or not at all
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Worker:
@@ -80,6 +85,36 @@ class Worker:
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             with contextlib.suppress(OSError):
                 stream.close()
+
+
+def worker_argv(lesson: Lesson, argv: list[str]) -> list[str]:
+    """The worker's argv: no shell, the server's own interpreter (a PATH shim costs ~95 ms),
+    through the kit's boot module, which ties the worker's life to ours even when the lesson
+    never imports the kit.
+
+    A plain program (no parser) runs under ``lessons.kit.run``, which sets the kit up around it
+    (print and logging as events, traced primitives named by assignment) and runs it as
+    ``__main__``; ``argv`` is then its own free-form arguments, after its path, where the
+    runner's options can no longer be read from them."""
+    if lesson.plain:
+        return [sys.executable, "-m", "lessons.kit.boot", "-m", "lessons.kit.run",
+                "--log-format", "json", str(lesson.path.resolve()), *argv]
+    if lesson.path.parent.resolve() == (PROJECT_ROOT / "lessons").resolve():
+        target = ["-m", f"lessons.{lesson.id}"]
+    else:
+        target = [str(lesson.path)]  # a lessons folder of its own (a teacher's, or the tests')
+    return [sys.executable, "-m", "lessons.kit.boot", *target, "--log-format", "json", *argv]
+
+
+def worker_env(sample_interval: float) -> dict[str, str]:
+    """What the kit reads from its environment: who its parent is, how often to sample."""
+    return {
+        **os.environ,
+        "THREADLAB_PARENT_PID": str(os.getpid()),
+        "THREADLAB_SAMPLE_INTERVAL": str(sample_interval),
+        "PYTHONIOENCODING": "utf-8",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+    }
 
 
 def _exit_notifier(pid: int) -> int:
