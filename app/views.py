@@ -3,10 +3,8 @@ the fragment, others the page. The JSON API and the run's drawings are in app/ap
 
 from __future__ import annotations
 
-import os
 import shlex
 import signal as signals_module
-import stat
 from pathlib import Path
 
 import markdown
@@ -24,8 +22,8 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from . import params as param_rules
-from . import security
-from .registry import PROGRAM_PREFIX, Lesson, Registry, load_program
+from . import programs, security
+from .registry import Lesson, Registry
 from .runs import RunLimitError, RunManager, StorageError
 
 bp = Blueprint("views", __name__)
@@ -128,28 +126,8 @@ def run_page(run_id: str):
     from .api import seconds_param  # not at the top: api imports this module's helpers
 
     at = seconds_param("t")  # ?t=1.25 opens the page at that instant of the run
-    lesson = registry().get(run.lesson) or _program_of(run)
+    lesson = registry().get(run.lesson) or programs.program_of_run(run)
     return render_template("lesson.html", lesson=lesson, run=run, values=run.params, errors={}, at=at)
-
-
-def _program_of(run) -> Lesson | None:
-    """The plain program a run ran, read (never run) from the path in its argv: a program given by
-    path (``threadlab watch``) is in no lessons folder, and a folder's program may have left it.
-    Not in remote mode, which never reads a file by a path (see start_run)."""
-    if security.is_remote(current_app):
-        return None
-    argv = list(run.record.argv)
-    if "lessons.kit.run" not in argv:
-        return None
-    rest = argv[argv.index("lessons.kit.run") + 1:]
-    while rest and rest[0] in ("--log-format", "--no-trace"):  # the runner's own options
-        rest = rest[2:] if rest[0] == "--log-format" else rest[1:]
-    if not rest or not rest[0].endswith(".py") or not Path(rest[0]).is_file():
-        return None
-    lesson = load_program(Path(rest[0]))
-    if not run.lesson.startswith(PROGRAM_PREFIX):
-        lesson.id, lesson.number = run.lesson, run.lesson[:2]  # a lessons folder's own file, gone
-    return lesson
 
 
 @bp.get("/concepts")
@@ -183,7 +161,7 @@ def start_run():
         program = data.pop("program")
         if key:
             return _bad_param(None, "program", 'give "lesson" or "program", not both', {}, from_form)
-        lesson, problem = _program(program)
+        lesson, problem = programs.program_at(program)
         if lesson is None:
             return _bad_param(None, "program", problem, {}, from_form)
     else:
@@ -243,30 +221,6 @@ def start_run():
         response.headers["HX-Push-Url"] = f"/runs/{run.id}"
         return response
     return redirect(f"/runs/{run.id}", code=303)
-
-
-def _program(program: object) -> tuple[Lesson | None, str]:
-    """The plain program at ``program`` (an absolute path to an existing regular ``.py`` file),
-    described by the probe like any lesson, or None and why not. Only what a command line could
-    name: no relative path (its meaning would be the server's cwd), no NUL, valid Unicode."""
-    if not isinstance(program, str) or not os.path.isabs(program) or not program.endswith(".py"):
-        return None, "expected the absolute path of a .py file"
-    if not program.isprintable():  # NUL, newlines: no file a person would name
-        return None, "not a file path"
-    try:
-        program.encode("utf-8")
-        info = os.stat(program)
-    except UnicodeEncodeError:
-        return None, "text must be valid Unicode (no lone surrogates)"
-    except (OSError, ValueError):
-        return None, "no such file"
-    if not stat.S_ISREG(info.st_mode):
-        return None, "not a regular file"
-    lesson = load_program(Path(program))
-    if not lesson.plain and not lesson.error:
-        # A lesson-style file: its parameters want a form, which its folder gets with --lessons-dir.
-        return None, "this file has a parser (build_parser): serve its folder with --lessons-dir"
-    return lesson, ""
 
 
 def _bad_param(lesson, field: str, message: str, raw: dict, from_form: bool):
