@@ -1,16 +1,14 @@
 """``threadlab``: one command for people and scripts.
 
     threadlab serve [--host 127.0.0.1] [--port 8765] [--data-dir DIR] [--keep-runs N]
-
-``serve`` exits with code 2, one line on stderr, when it cannot start safely: the port is taken, or
-it is opened beyond loopback and no access token can be kept.
     threadlab list
     threadlab run 03 --producers 2 --consumers 4 --duration 10
     threadlab run path/to/prog.py ARGS...       (a plain program, under the kit, text output)
     threadlab watch [--port 8765] [--data-dir DIR] path/to/prog.py ARGS...
 
-``watch`` runs a plain program in the dashboard and prints the URL of its live run: the threadlab
-already answering on 127.0.0.1:PORT, or one it starts detached (log and pid in the data dir).
+``serve`` exits with code 2, one line on stderr, when it cannot start safely: the port is taken, or
+it is opened beyond loopback and no access token can be kept. ``watch`` (app/watch.py) runs a plain
+program in the dashboard and prints the URL of its live run.
 """
 
 from __future__ import annotations
@@ -18,23 +16,18 @@ from __future__ import annotations
 import argparse
 import errno
 import ipaddress
-import json
 import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from . import ROOT, create_app, default_data_dir, defaults
 from .registry import Registry
 from .security import SecurityConfigError, is_loopback
 
 
-def _url(host: str, port: int) -> str:
+def dashboard_url(host: str, port: int) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
 
@@ -59,7 +52,7 @@ def _student_urls(host: str, port: int) -> list[str]:
     from .security import is_wildcard, machine_addresses
 
     if not is_wildcard(host):
-        return [_url(host, port)]
+        return [dashboard_url(host, port)]
     bound = ipaddress.ip_address(host)
     families = {4} if bound.version == 4 else ({4, 6} if _dual_stack() else {6})
     urls = []
@@ -67,7 +60,7 @@ def _student_urls(host: str, port: int) -> list[str]:
         address = ipaddress.ip_address(text.split("%")[0])
         # Loopback is not for students; link-local needs a zone id no browser link carries.
         if address.version in families and not (address.is_loopback or address.is_link_local):
-            urls.append(_url(text, port))
+            urls.append(dashboard_url(text, port))
     return urls
 
 
@@ -104,7 +97,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "SHARED_CONTROLS": args.shared_controls}
     if args.lessons_dir:
         config["LESSONS_DIR"] = str(Path(args.lessons_dir).resolve())
-    url = _url(args.host, args.port)
+    url = dashboard_url(args.host, args.port)
     try:
         if not is_loopback(args.host):
             # Beyond loopback only with a token: kept in a 0600 file, never in argv or the process
@@ -180,85 +173,6 @@ def run_program(path: str, passthrough: list[str], *, log_format: str = "text",
 
 # -- threadlab watch -----------------------------------------------------------------------------
 
-SERVE_WAIT_S = 15.0  # how long a freshly started dashboard may take to answer (gunicorn boots)
-
-
-def _http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 5.0) -> tuple[int, Any]:
-    """(status, decoded JSON or None) of a GET (or a JSON POST when ``body`` is given); status 0
-    when nothing answered. Only 127.0.0.1 is ever asked (see cmd_watch)."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET",
-                                     headers={"Content-Type": "application/json"} if data else {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    except (OSError, ValueError):  # refused, reset, timed out: no dashboard there (yet)
-        return 0, None
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, None
-
-
-def threadlab_answers(port: int) -> bool:
-    """Whether a threadlab serves ``127.0.0.1:port``: its ``/api/runs`` answers a JSON list. Any
-    other server on the port (or a threadlab in remote mode, which wants a token) does not."""
-    status, answer = _http_json(f"http://127.0.0.1:{port}/api/runs", timeout=2.0)
-    return status == 200 and isinstance(answer, list)
-
-
-def start_server(port: int, data_dir: Path) -> subprocess.Popen | None:
-    """``threadlab serve`` on loopback, detached: a session of its own, so it outlives this command
-    and the terminal's Ctrl-C; output in ``<data dir>/serve.log``, its pid in ``serve.pid`` (to stop
-    it: ``kill $(cat serve.pid)``). Returns once it answers, or None (the log says why)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    with open(data_dir / "serve.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
-            cwd=ROOT, env={**os.environ, "PYTHONPATH": python_path}, stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    (data_dir / "serve.pid").write_text(f"{proc.pid}\n")
-    deadline = time.monotonic() + SERVE_WAIT_S
-    while time.monotonic() < deadline:
-        if threadlab_answers(port):
-            return proc
-        if proc.poll() is not None:
-            return None
-        time.sleep(0.1)
-    return None
-
-
-def cmd_watch(args: argparse.Namespace) -> int:
-    """Run a plain program in the dashboard (a threadlab on ``--port``, or one started for it) and
-    print the URL of its live run. The run goes on in the server, with a lesson's protections (its
-    own process group, the time limit, Stop, the 8-run cap), after this command has exited."""
-    program = Path(args.program).resolve()
-    if not program.is_file() or program.suffix != ".py":
-        print(f"threadlab: no such Python program: {args.program}", file=sys.stderr)
-        return 2
-    if not threadlab_answers(args.port):
-        if problem := bind_problem(defaults.HOST, args.port):
-            print(f"threadlab: cannot start a dashboard: {problem}", file=sys.stderr)
-            return 2
-        data_dir = Path(args.data_dir or default_data_dir())
-        if start_server(args.port, data_dir) is None:
-            print(f"threadlab: the dashboard did not start; see {data_dir / 'serve.log'}", file=sys.stderr)
-            return 2
-        print(f"threadlab: started a dashboard at {_url('127.0.0.1', args.port)} "
-              f"(its pid is in {data_dir / 'serve.pid'})", file=sys.stderr)
-    status, answer = _http_json(f"http://127.0.0.1:{args.port}/runs",
-                                {"program": str(program), "args": list(args.args)}, timeout=30.0)
-    if status != 201 or not isinstance(answer, dict) or "id" not in answer:
-        reason = answer.get("error") if isinstance(answer, dict) else f"HTTP {status or 'no answer'}"
-        print(f"threadlab: the dashboard refused the run: {reason}", file=sys.stderr)
-        return 1
-    print(f"http://127.0.0.1:{args.port}/runs/{answer['id']}", flush=True)
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="threadlab", description="Learn Python threading by watching it.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -289,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_program(args.lesson, rest)
         return run_lesson(args.lesson, rest)
     if args.command == "watch":
+        from .watch import cmd_watch  # here: watch uses this module's helpers
+
         return cmd_watch(args)
     if args.command == "serve" and args.keep_runs < 0:
         parser.error("--keep-runs must be 0 (keep every run) or more")

@@ -121,6 +121,16 @@ def server(tmp_path_factory):
     live.stop()
 
 
+@pytest.fixture(scope="module")
+def fault_server(tmp_path_factory):
+    """A live server on the fault lessons (tests/fixtures/fault_lessons), one per test module."""
+    from tests.live_helpers import start_fault_server  # here: live_helpers imports this module
+
+    live = start_fault_server(tmp_path_factory.mktemp("faults"))
+    yield live
+    live.stop()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """When a test that used a live server fails, show the server's output with the failure."""

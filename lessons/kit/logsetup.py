@@ -19,24 +19,24 @@ _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"m
 TEXT_FORMAT = "%(relativeCreated)7.0fms %(threadName)-12s %(levelname)-5s %(message)s"
 
 
+def log_event(record: logging.LogRecord, msg: str) -> dict:
+    """A ``log`` event for ``record``, with ``msg`` as its text and the record's ``extra=`` fields;
+    stamped with when it happened, not when it was written."""
+    extras = {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
+    event = events.make("log", level=record.levelname, logger=record.name,
+                        thread=record.threadName, thread_id=record.thread, msg=msg, **extras)
+    event["t"] = record.created
+    return event
+
+
 class JsonEventHandler(logging.Handler):
     """Writes each record as a ``log`` event through :mod:`events` (one line, never interleaved)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            extras = {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
-            event = events.make(
-                "log",
-                level=record.levelname,
-                logger=record.name,
-                thread=record.threadName,
-                thread_id=record.thread,
-                msg=record.getMessage(),
-                **extras,
-            )
+            event = log_event(record, record.getMessage())
             if record.exc_info:
                 event["exc"] = logging.Formatter().formatException(record.exc_info)
-            event["t"] = record.created  # when it happened, not when it was written
             events.write(event)
         except Exception:
             self.handleError(record)

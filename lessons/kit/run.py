@@ -48,7 +48,7 @@ import threading
 from typing import Any
 
 from . import boot, events, naming, traced
-from .logsetup import _STANDARD_ATTRS
+from .logsetup import log_event
 from .sampler import is_kit_thread
 
 USAGE = "usage: python -m lessons.kit.run [--log-format text|json] [--no-trace] PROGRAM [ARGS...]"
@@ -137,17 +137,8 @@ def _install_console_logging(console: tuple[Any, ...]) -> None:
         if not (stream is sys.stdout or stream is sys.stderr or stream in console):
             return original(self, record)  # a file, a socket, a StringIO: the program's own
         try:
-            extras = {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
-            event = events.make(
-                "log",
-                level=record.levelname,
-                logger=record.name,
-                thread=record.threadName,
-                thread_id=record.thread,
-                msg=self.format(record),  # the program's own format, traceback included
-                **extras,
-            )
-            event["t"] = record.created
+            # The program's own format, traceback included, as the event's text.
+            event = log_event(record, self.format(record))
             events.write(event)
         except RecursionError:  # as StreamHandler.emit: never swallowed
             raise

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from playwright.sync_api import expect
-
-from tests.live_helpers import start_fault_server
-
-
-@pytest.fixture(scope="module")
-def fault_server(tmp_path_factory):
-    live = start_fault_server(tmp_path_factory.mktemp("flood"))
-    yield live
-    live.stop()
 
 
 def test_flooding_run_keeps_the_log_bounded_and_counts_what_it_hides(page, fault_server, console_errors):

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from playwright.sync_api import expect
-
-from tests.live_helpers import start_fault_server
 
 VIEW = {"width": 1280, "height": 720}
 
@@ -76,13 +73,6 @@ def test_a_shared_moment_and_the_state_api_agree(page, server, console_errors):
         row = rows.filter(has=page.locator("td.name", has_text=re.compile(f"^{re.escape(thread['lane'])}$")))
         expect(row.locator(".state")).to_have_text(thread["state"])
     assert console_errors == []
-
-
-@pytest.fixture(scope="module")
-def fault_server(tmp_path_factory):
-    live = start_fault_server(tmp_path_factory.mktemp("time-travel"))
-    yield live
-    live.stop()
 
 
 def test_a_thread_that_raises_shows_crashed_and_the_status_warns(page, fault_server, console_errors):

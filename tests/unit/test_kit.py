@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import logging
 import queue
 import sys
@@ -13,28 +11,11 @@ import time
 
 import pytest
 
-from lessons.kit import control, events, frames, sampler, traced
+from lessons.kit import control, frames, sampler, traced
 from lessons.kit.args import int_range, lesson_parser
 from lessons.kit.logsetup import JsonEventHandler
 from lessons.kit.sampler import Sampler
-
-
-@pytest.fixture
-def captured():
-    stream = io.BytesIO()
-    events.enable(stream)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    events.disable()
-
-
-def wait_until(condition, timeout=5.0, what="the condition"):
-    """Poll ``condition`` until it is true; fail after ``timeout`` s. Returns its last value."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not hold within {timeout} s")
-        time.sleep(0.002)
-    return value
+from tests.unit.conftest import wait_until
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import subprocess
@@ -17,20 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from lessons.kit import events, frames, sampler, traced
+from lessons.kit import frames, sampler, traced
 from lessons.kit.sampler import Sampler
+from tests.unit.conftest import wait_until
 
 from ..lessons.conftest import run_lesson
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-@pytest.fixture
-def captured():
-    stream = io.BytesIO()
-    events.enable(stream)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    events.disable()
 
 
 @pytest.fixture
@@ -49,14 +42,6 @@ def hook_calls(monkeypatch):
     monkeypatch.setattr(threading, "excepthook", lambda args: calls.append(args.thread.name))
     return calls
 
-
-def wait_until(condition, timeout=5.0, what="the condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not hold within {timeout} s")
-        time.sleep(0.002)
-    return value
 
 
 def of(out, kind, **match):
