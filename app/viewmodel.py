@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import threading
 from array import array
 from bisect import bisect_left, bisect_right
-from collections import Counter
 from typing import Any
 
+from .lanes import Lane, as_names, as_text, segments
 from .output import safe_parse
 
 BATCH = 10_000  # events read from the log at a time
@@ -37,57 +36,6 @@ TRACED_WAITS = frozenset({"waiting-lock", "waiting-condition", "waiting-event", 
                           "waiting-join"})
 LOG_KINDS = ("log", "stdout", "stderr", "signal")
 _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*)(: .*)?$")  # "RuntimeError: boom", the end of a traceback
-
-
-def _text(value: Any, default: str = "?") -> str:
-    if isinstance(value, str):
-        return sys.intern(value) if len(value) < 64 else value  # states and names repeat: share them
-    return default if value is None else str(value)
-
-
-def _names(value: Any) -> tuple:
-    if isinstance(value, list):
-        return tuple(_text(v) for v in value)
-    return () if value is None else (_text(value),)
-
-
-class Lane:
-    """One thread's life. ``ct``/``cs``/``co``: state changes (time, state, and the object a ``state``
-    event named, else None); ``st``/``si``: snapshot samples (time, (where, line, holds,
-    waiting_for)) kept only when they differ from the previous one."""
-
-    __slots__ = ("name", "display", "ident", "native", "daemon", "start", "end", "crash", "claimed",
-                 "seen", "by_event", "traced", "ct", "cs", "co", "st", "si", "marks")
-
-    def __init__(self, name: str, ident: Any, start: float, claimed: bool = True) -> None:
-        self.name, self.display, self.ident, self.native = name, name, ident, None
-        self.daemon, self.start, self.end, self.crash = False, start, None, None
-        self.claimed = claimed  # False: a lane made for marks of a thread no snapshot has named yet
-        self.seen = self.by_event = self.traced = False
-        self.ct, self.cs, self.co = array("d"), [], []
-        self.st, self.si = array("d"), []
-        self.marks: list[tuple[float, str, str]] = []
-
-    def change(self, t: float, state: str, obj: str | None = None) -> bool:
-        if self.cs and self.cs[-1] == state:
-            return False
-        self.ct.append(max(t, self.ct[-1]) if self.ct else t)  # monotone, for bisect: t may jitter
-        self.cs.append(state)
-        self.co.append(obj)
-        return True
-
-    def waiting_for(self, t: float, sampled: Any) -> Any:
-        """What the thread waits for at ``t``: a ``state`` event's object when that event is newer
-        than the last sample (a sample is up to an interval late: "Event.wait" while it joins)."""
-        i = bisect_right(self.ct, t) - 1
-        j = bisect_right(self.st, t) - 1
-        if i >= 0 and self.co[i] is not None and (j < 0 or self.ct[i] >= self.st[j]):
-            return self.co[i] if self.cs[i] != "running" else None
-        return sampled
-
-    def state_at(self, t: float) -> str:
-        i = bisect_right(self.ct, t) - 1
-        return self.cs[i] if i >= 0 else "running"
 
 
 class ViewModel:
@@ -194,7 +142,7 @@ class ViewModel:
         lane.change(lane.end, "crashed" if lane.crash else "done")
 
     def _on_thread(self, t: float, event: dict[str, Any]) -> None:
-        op, ident, name = event.get("op"), event.get("ident"), _text(event.get("name"))
+        op, ident, name = event.get("op"), event.get("ident"), as_text(event.get("name"))
         if name.startswith("threadlab-"):
             return
         lane = self._open_lane(ident, name)
@@ -213,17 +161,17 @@ class ViewModel:
             crash = None
             if op == "crash":
                 exc = event.get("exc") if isinstance(event.get("exc"), dict) else {}
-                crash = {"type": _text(exc.get("type"), "Exception"),
-                         "message": _text(exc.get("message"), ""), "where": event.get("where"), "t": t}
+                crash = {"type": as_text(exc.get("type"), "Exception"),
+                         "message": as_text(exc.get("message"), ""), "where": event.get("where"), "t": t}
             self._end(lane, t, crash)
 
     def _on_state(self, t: float, event: dict[str, Any]) -> bool:
-        lane = self._open_lane(event.get("ident"), _text(event.get("thread")))
+        lane = self._open_lane(event.get("ident"), as_text(event.get("thread")))
         if lane is None:
             return False
         lane.traced = True
         obj = event.get("obj")
-        return lane.change(t, _text(event.get("state"), "running"), obj if isinstance(obj, str) else "")
+        return lane.change(t, as_text(event.get("state"), "running"), obj if isinstance(obj, str) else "")
 
     def _on_threads(self, t: float, event: dict[str, Any]) -> None:
         rows = event.get("threads")
@@ -232,7 +180,7 @@ class ViewModel:
         for row in rows if isinstance(rows, list) else ():
             if not isinstance(row, dict):
                 continue
-            name, ident, native = _text(row.get("name")), row.get("ident"), row.get("native_id")
+            name, ident, native = as_text(row.get("name")), row.get("ident"), row.get("native_id")
             if name.startswith("threadlab-") or isinstance(ident, (dict, list)):
                 continue
             lane = self._match(name, ident, native)
@@ -246,20 +194,20 @@ class ViewModel:
             if lane.name != name:  # renamed while running (thread.name = ...)
                 self._by_name.setdefault(name, []).append(lane)
                 lane.name = lane.display = name
-            info = (row.get("where"), row.get("line"), _names(row.get("holds")), row.get("waiting_for"))
+            info = (row.get("where"), row.get("line"), as_names(row.get("holds")), row.get("waiting_for"))
             if not isinstance(info[3], (str, type(None))):
-                info = (*info[:3], _names(info[3]))
+                info = (*info[:3], as_names(info[3]))
             if not lane.si or lane.si[-1] != info:
                 lane.st.append(t)
                 lane.si.append(info)
-            state = _text(row.get("state"), "running")
+            state = as_text(row.get("state"), "running")
             if not alive:
                 exc = row.get("exc")
                 crash = None
                 if state == "crashed":
-                    exc = exc if isinstance(exc, dict) else {"type": _text(exc), "message": ""}
-                    crash = {"type": _text(exc.get("type"), "Exception"),
-                             "message": _text(exc.get("message"), ""), "where": row.get("where"), "t": t}
+                    exc = exc if isinstance(exc, dict) else {"type": as_text(exc), "message": ""}
+                    crash = {"type": as_text(exc.get("type"), "Exception"),
+                             "message": as_text(exc.get("message"), ""), "where": row.get("where"), "t": t}
                 self._end(lane, t, crash)
                 changed = True
             elif not (lane.traced and (state in TRACED_WAITS or lane.state_at(t) in TRACED_WAITS)):
@@ -300,28 +248,28 @@ class ViewModel:
                                 "since": since if since is not None and math.isfinite(since) else t})
         for entry in cycle:
             title = f"deadlock: waits for {entry.get('waits_for')}"
-            self._mark(t, _text(entry.get("thread")), None, "deadlock", title, force=True)
+            self._mark(t, as_text(entry.get("thread")), None, "deadlock", title, force=True)
 
     def _on_sync(self, t: float, event: dict[str, Any]) -> None:
-        self._mark(t, _text(event.get("thread")), None, "sync", f"{event.get('op')} {event.get('obj')}")
+        self._mark(t, as_text(event.get("thread")), None, "sync", f"{event.get('op')} {event.get('obj')}")
 
     def _on_log(self, t: float, event: dict[str, Any]) -> None:
         error = event.get("level") in ("ERROR", "CRITICAL") or event.get("exc")
-        self._mark(t, _text(event.get("thread")), event.get("thread_id"), "error" if error else "log",
-                   _text(event.get("msg"), ""), force=bool(error))
+        self._mark(t, as_text(event.get("thread")), event.get("thread_id"), "error" if error else "log",
+                   as_text(event.get("msg"), ""), force=bool(error))
 
     def _on_signal(self, t: float, event: dict[str, Any]) -> None:
         self._mark(t, "MainThread", None, "signal", f"{event.get('signal')} sent", force=True)
 
     def _on_stderr(self, t: float, event: dict[str, Any]) -> None:
-        text = _text(event.get("text"), "")
+        text = as_text(event.get("text"), "")
         if text.startswith("Traceback (most recent call last)"):
             self._in_traceback = True
         elif self._in_traceback and (match := _EXC_LINE.match(text)):
             self.exception, self._in_traceback = text[:300], not match.group(2)
 
     def _on_status(self, t: float, event: dict[str, Any]) -> None:
-        self.status = _text(event.get("status"))
+        self.status = as_text(event.get("status"))
         if isinstance(event.get("exit_code"), int):
             self.exit_code = event["exit_code"]
 
@@ -416,7 +364,7 @@ class ViewModel:
                 if lane.claimed and (lane.start > b or stop < a):
                     continue
                 out.append({"name": lane.name, "display": lane.display, "ident": lane.ident,
-                            "segments": _segments(lane, a, stop, step) if lane.claimed else [],
+                            "segments": segments(lane, a, stop, step) if lane.claimed else [],
                             "crash": lane.crash, "marks": [m for m in lane.marks if a <= m[0] <= b]})
             return out
 
@@ -436,32 +384,3 @@ class ViewModel:
             deadlocks = sum(1 for dl in self._deadlocks if dl["broken"] is None)
             return {"crashed": crashed, "why": why, "result_failed": bool(failed), "deadlocked": deadlocks}
 
-
-def _segments(lane: Lane, a: float, stop: float, step: float) -> list[tuple[float, float, str, int]]:
-    ct, cs, out = lane.ct, lane.cs, []
-    t = max(a, lane.start)
-    n = bisect_right(ct, t)  # ct[n] is the first change after t
-
-    def put(s0: float, s1: float, state: str, changes: int) -> None:
-        if state in ("done", "crashed"):
-            return  # the lane has ended: its mark says how
-        if out and out[-1][2] == state:
-            out[-1] = (out[-1][0], s1, state, out[-1][3] + changes)
-        else:
-            out.append((s0, s1, state, changes))
-
-    while True:
-        nxt = ct[n] if n < len(ct) else stop
-        if nxt >= stop or nxt - t >= step:
-            end, state, changes = min(nxt, stop), cs[n - 1] if n else "running", 0
-        else:
-            end = min(t + step, stop)
-            m = bisect_right(ct, end, n)
-            state, changes = Counter(cs[max(n - 1, 0):m]).most_common(1)[0][0], m - n
-        put(t, end, state, changes)
-        if end >= stop:
-            last = bisect_right(ct, stop)
-            if last and (not out or out[-1][2] != cs[last - 1]):
-                put(stop, stop, cs[last - 1], 0)  # changed at the very end: the latest state, drawn thin
-            return out
-        t, n = end, bisect_right(ct, end, n)
