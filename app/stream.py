@@ -63,7 +63,6 @@ def _looks_whole(line: bytes) -> bool:
     return safe_parse(line) is not None
 
 
-_kind = kind_of  # the name this module used before kind_of learned every JSON spacing
 
 
 def _event(item: tuple[bytes, dict[str, Any] | None]) -> dict[str, Any] | None:
