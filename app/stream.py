@@ -177,6 +177,10 @@ def stream_page(ws, app: Flask, run: Run, manager: RunManager) -> None:
         cursor += len(batch)
         if len(batch) == JSON_BATCH:
             continue  # catching up on history: draw once, at the end of it
+        if ended and not batch:
+            # The final status event can be drawn before the run's status changes (the event goes
+            # to disk first); the log closes only after the change, so draw the status once more.
+            view.status_changed = True
         message = view.message()
         if message:
             send(ws, message)

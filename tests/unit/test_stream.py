@@ -16,6 +16,7 @@ from app import create_app, output, stream, timeline
 from app.eventlog import EventLog
 from app.output import LineSplitter, numbered, to_event
 from app.stream import OneWriterSocket
+from tests.unit.conftest import wait_until
 
 
 def read_exactly(sock: socket.socket, size: int) -> bytes:
@@ -241,3 +242,34 @@ def test_kind_is_found_whatever_the_json_spacing():
     for line in (b'{"seq": 1, "kind": "log"}', b'{"seq":1,"kind":"log"}', b'{"seq": 1, "kind" : "log"}',
                  b'{"seq": 1,\t"kind":\t"log"}'):
         assert stream._item_kind((line, None)) == b"log", line  # a line from disk, as the page reads it
+
+
+def test_the_page_ends_on_the_final_status_even_when_its_event_came_first(tmp_path, monkeypatch):
+    """The supervisor writes the final status event, then changes the status, then closes the log.
+    A viewer that draws the event in between sees the old status; it must draw the new one last."""
+    app = create_app({"DATA_DIR": str(tmp_path / "data")})
+    log = EventLog(tmp_path / "events.jsonl", live=True)
+    run = fake_run(log, "stopping")
+    sent: list[str] = []
+
+    def send(ws, text: str) -> None:
+        sent.append(text)
+        if "status-stopping" in text and len(sent) == 2:  # the final event drawn, status not yet
+            run.status, run.live = "stopped", False
+            log.close()
+
+    monkeypatch.setattr(stream, "send", send)
+    log.append([numbered(output.server_event("status", status="stopping"), None, 0)])
+    viewer = threading.Thread(target=lambda: _stream_page(app, run))
+    viewer.start()
+    wait_until(lambda: len(sent) == 1)
+    log.append([numbered(output.server_event("status", status="stopped"), None, 1)])
+    viewer.join(10)
+    assert not viewer.is_alive()
+    last_status = [m for m in sent if 'hx-target="#run-status"' in m][-1]
+    assert "status-stopped" in last_status and "status-stopping" not in last_status
+
+
+def _stream_page(app, run) -> None:
+    with app.test_request_context("/runs/r1/ws"):
+        stream.stream_page(None, app, run, types.SimpleNamespace(closing=threading.Event()))
