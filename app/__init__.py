@@ -35,6 +35,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MAX_SOCKETS=defaults.MAX_SOCKETS,
         SAMPLE_INTERVAL=defaults.SAMPLE_INTERVAL,
         KEEP_RUNS=defaults.KEEP_RUNS,
+        ALLOW_EDITS=False,  # on a server open to the network, may learners run edited lessons?
         MAX_CONTENT_LENGTH=64 * 1024,  # a run's parameters fit in far less
         SOCK_SERVER_OPTIONS={"ping_interval": 20, "max_message_size": 64 * 1024},
     )
@@ -43,10 +44,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     data_dir = Path(app.config["DATA_DIR"])
     data_dir.mkdir(parents=True, exist_ok=True)
 
-    from . import api, experiment_views, security, sockets, views
+    from . import api, experiment_views, practice, security, sockets, views
     from .experiments import ExperimentManager
     from .registry import Registry
     from .runs import RunManager
+    from .scratch import ScratchStore
 
     app.secret_key = security.read_or_create_secret(data_dir / "secret_key")
     app.config.update(SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True)
@@ -58,11 +60,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         sample_interval=app.config["SAMPLE_INTERVAL"], keep_runs=app.config["KEEP_RUNS"],
         pinned=experiments.pinned,
     )
+    app.extensions["threadlab.scratch"] = ScratchStore(data_dir / "scratch")
     security.init_app(app)
     sockets.init_app(app)
     app.register_blueprint(views.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(experiment_views.bp)
+    app.register_blueprint(practice.bp)
     from . import filters
 
     filters.init_app(app)

@@ -10,7 +10,7 @@ import math
 from flask import Blueprint, Response, abort, jsonify, render_template, request, stream_with_context
 
 from . import models, timeline
-from .views import manager, registry, run_or_404
+from .lookup import manager, registry, run_or_404
 
 bp = Blueprint("api", __name__)
 

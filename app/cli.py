@@ -94,7 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir or default_data_dir())
     config = {"DATA_DIR": str(data_dir), "HOST": args.host, "PORT": args.port,
               "RUN_TIME_LIMIT": args.time_limit, "KEEP_RUNS": args.keep_runs,
-              "SHARED_CONTROLS": args.shared_controls}
+              "SHARED_CONTROLS": args.shared_controls, "ALLOW_EDITS": args.allow_edits}
     if args.lessons_dir:
         config["LESSONS_DIR"] = str(Path(args.lessons_dir).resolve())
     url = dashboard_url(args.host, args.port)
@@ -188,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--shared-controls", action="store_true",
                        help="let every viewer of a run stop or signal it (by default only the browser "
                             "that started it can: a projected demo is not ended by a student's click)")
+    serve.add_argument("--allow-edits", action="store_true",
+                       help="on a server open to the network, let learners edit and run their own "
+                            "copies of the lessons (that runs their code on this machine; always "
+                            "allowed on loopback)")
     sub.add_parser("list", help="list the lessons")
     run = sub.add_parser("run", help="run one lesson here; flags after the id go to the lesson")
     run.add_argument("lesson", help="two-digit number or full name, or a program's path (prog.py)")

@@ -12,8 +12,9 @@ from flask import Blueprint, Response, abort, current_app, jsonify, redirect, re
 from . import experiment_stats
 from . import experiments as ex
 from . import params as param_rules
+from .lookup import manager, registry
 from .registry import Lesson
-from .views import body, is_htmx, manager, registry
+from .views import body, is_htmx
 
 bp = Blueprint("experiments", __name__)
 _ID = re.compile(r"^[0-9a-f]{24}$")  # app/record.py new_run_id: refuses anything else before a lookup

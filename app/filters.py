@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import datetime
 import math
-import re
 import time
 import zlib
 from functools import lru_cache
 
+import markdown
 from flask import Flask
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
-from pygments.lexers import PythonLexer
+from pygments.lexers import DiffLexer, PythonLexer
 
 from . import defaults
 
@@ -56,32 +56,26 @@ def when(epoch: float | None) -> str:
         return ""
 
 
-_NUMBERED = re.compile(r"^\s*\d+\.\s+")
-
-
-def _inline(text: str) -> str:
-    """Escape, then turn the docstrings' ``code`` and *emphasis* into HTML."""
-    html = str(escape(text))
-    html = re.sub(r"``(.+?)``", r"<code>\1</code>", html)
-    return re.sub(r"(?<![\w*])\*(\S[^*]*?)\*(?!\w)", r"<em>\1</em>", html)
+@lru_cache(maxsize=512)
+def _markdown(text: str) -> str:
+    """Docstring prose as HTML, by Python-Markdown: ``code``, *emphasis*, numbered lists and
+    paragraphs as a reader expects them. Raw HTML in a teacher's docstring is shown as text, never
+    as markup: the two HTML readers are taken out, so ``<b>`` is escaped like any other text."""
+    md = markdown.Markdown()  # one per call: a Markdown object keeps state and is not thread-safe
+    md.preprocessors.deregister("html_block")
+    md.inlinePatterns.deregister("html")
+    return md.convert(text)
 
 
 def inline(text: str) -> Markup:
-    """One line of docstring text with its ``code`` and *emphasis* shown as such."""
-    return Markup(_inline(text))
+    """One line of docstring text with its ``code`` and *emphasis* shown as such (no paragraph)."""
+    html = _markdown(" ".join(str(text).split()))
+    return Markup(html.removeprefix("<p>").removesuffix("</p>"))
 
 
 def prose(text: str) -> Markup:
-    """A docstring section as paragraphs and numbered lists (lines re-joined, as they were typed)."""
-    blocks = []
-    for block in re.split(r"\n\s*\n", text.strip()):
-        items = re.split(r"\n(?=\s*\d+\.\s)", block)
-        if len(items) > 1 or _NUMBERED.match(block):
-            lis = "".join(f"<li>{_inline(' '.join(_NUMBERED.sub('', i).split()))}</li>" for i in items)
-            blocks.append(f"<ol>{lis}</ol>")
-        else:
-            blocks.append(f"<p>{_inline(' '.join(block.split()))}</p>")
-    return Markup("".join(blocks))
+    """A docstring section as paragraphs and numbered lists."""
+    return Markup(_markdown(str(text).strip()))
 
 
 @lru_cache(maxsize=64)
@@ -95,9 +89,15 @@ def source_html(source: str) -> Markup:
     return Markup(_highlighted(source))
 
 
+def diff_html(diff: str) -> Markup:
+    """A unified diff, highlighted (added lines green, removed red) by Pygments."""
+    return Markup(highlight(diff, DiffLexer(), HtmlFormatter(cssclass="code diff")))
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.filters.update(thread_colour=thread_colour, clock=clock, when=when,
-                                 source_html=source_html, prose=prose, inline=inline)
+                                 source_html=source_html, prose=prose, inline=inline,
+                                 diff_html=diff_html)
     from .stream import MAX_LOG_ROWS  # here, not at the top: stream imports this module
 
     # max_log_rows: the page trims its log to what the server keeps (no constant copied into JS);

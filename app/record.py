@@ -52,9 +52,13 @@ class RunRecord:
     pid: int | None = None
     # Who may stop it from a page: a hash of the starting browser's id ("" = started by a script).
     owner: str = ""
+    exercise: int | None = None  # the exercise the run was started for, checked when it ends
+    check: dict[str, Any] | None = None  # that check's verdict (app/checking.py)
+    prediction: dict[str, Any] | None = None  # the prediction made before it, revealed at the end
+    scratch: bool = False  # it ran the browser's edited copy (kept as the run folder's source)
 
     PUBLIC = ("id", "lesson", "title", "params", "status", "exit_code", "started", "ended", "pid",
-              "signals")
+              "signals", "exercise", "check", "prediction", "scratch")
 
     def to_json(self) -> dict[str, Any]:
         """What ``GET /api/runs/<id>`` shows (the argv stays on disk: it is the server's business)."""
@@ -82,7 +86,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "id": (str,), "lesson": (str,), "params": (dict,), "argv": (list,), "title": (str,),
     "signals": (list,), "status": (str,), "exit_code": (int, type(None)),
     "started": (int, float), "ended": (int, float, type(None)), "pid": (int, type(None)),
-    "owner": (str,),
+    "owner": (str,), "exercise": (int, type(None)), "check": (dict, type(None)),
+    "prediction": (dict, type(None)), "scratch": (bool,),
 }
 _REQUIRED = ("id", "lesson", "params", "argv", "status", "started")
 
@@ -119,7 +124,7 @@ def load_record(folder: Path) -> RunRecord:
         if name not in fields:
             raise BadRecord(f"{folder.name}: run.json has no {name!r}")
     for name, value in fields.items():
-        if isinstance(value, bool) or not isinstance(value, _TYPES[name]):
+        if (isinstance(value, bool) and bool not in _TYPES[name]) or not isinstance(value, _TYPES[name]):
             raise BadRecord(f"{folder.name}: {name!r} is {type(value).__name__}")
     if fields["id"] != folder.name or fields["status"] not in TRANSITIONS:
         raise BadRecord(f"{folder.name}: not this folder's run, or an unknown status")

@@ -5,8 +5,9 @@ A teacher's file may do anything at import: start threads and join them all, loo
 short-lived subprocess (:mod:`lessons.kit.describe`) does, in its own process group, and answers one
 JSON line (docstring, parser options, ``SIGNALS``, ``REQUIRES``). No answer within
 ``METADATA_TIMEOUT``, a crash, an exit or a fork lists the file as unavailable with the reason, and
-the whole group is killed. Answers (failures too) are cached by path, mtime and size for the life of
-the process, so page loads and the many ``Registry`` objects of the tests cost a ``stat`` per file.
+the whole group is killed. Answers (failures too) are cached by path, mtime and size (the lesson's
+and its exercise file's, ``exercises/<stem>.toml``) for the life of the process, so page loads and
+the many ``Registry`` objects of the tests cost a ``stat`` or two per file.
 
 A file with no ``build_parser`` is a *plain program* (``Lesson.plain``): the describer reads it from
 its syntax tree without running it, and a run passes it free-form arguments through
@@ -25,7 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import defaults
+from . import defaults, exercises
+from .exercises import Exercise, Prediction
 from .probe import Unreadable, probe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +69,9 @@ class Lesson:
     params: list[Param] = field(default_factory=list)
     signals: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()
-    exercises: list[Any] = field(default_factory=list)  # reserved: the describer sends [] for now
+    exercises: list[Exercise] = field(default_factory=list)  # checked goals (app/exercises.py)
+    prediction: Prediction | None = None  # the question asked before a run, if the lesson has one
+    exercises_error: str = ""  # why its exercise file could not be used (the lesson still runs)
     error: str = ""  # why the file could not be read, if it could not
     plain: bool = False  # no build_parser: free-form arguments, run under lessons.kit.run
 
@@ -129,6 +133,16 @@ def _param(raw: dict[str, Any]) -> Param:
                  min=raw.get("min"), max=raw.get("max"))
 
 
+def _read_exercises(lesson: Lesson, raw: Any) -> None:
+    if isinstance(raw, dict) and "error" in raw:
+        lesson.exercises_error = str(raw["error"])
+        return
+    try:
+        lesson.exercises, lesson.prediction = exercises.parse(raw, lesson.sections.get("Exercises", ""))
+    except exercises.SpecError as exc:
+        lesson.exercises_error = f"exercises/{lesson.id}.toml: {exc}"
+
+
 def load_lesson(path: Path, timeout: float | None = None) -> Lesson:
     """Read one lesson file through the describer subprocess (uncached; see :func:`load_lessons`)."""
     path = Path(path)
@@ -139,7 +153,7 @@ def load_lesson(path: Path, timeout: float | None = None) -> Lesson:
         lesson.signals = tuple(str(s) for s in answer.get("signals") or ())
         lesson.requires = tuple(str(r) for r in answer.get("requires") or ())
         lesson.params = [_param(p) for p in answer.get("params") or ()]
-        lesson.exercises = list(answer.get("exercises") or ())
+        _read_exercises(lesson, answer.get("exercises"))
         lesson.plain = answer.get("plain") is True
     except Unreadable as exc:
         lesson.error = str(exc)
@@ -153,11 +167,25 @@ def load_lesson(path: Path, timeout: float | None = None) -> Lesson:
 # _cache_lock. The Future goes in before the probe runs, so a second caller asking for the same file
 # meanwhile waits for that probe instead of starting its own.
 _cache_lock = threading.Lock()
-_cache: dict[Path, tuple[tuple[int, int], Future[Lesson]]] = {}
+_cache: dict[Path, tuple[tuple, Future[Lesson]]] = {}
 
 
 def _unreadable(path: Path, reason: str) -> Lesson:
     return Lesson(id=path.stem, number=path.name[:2], path=path, title=path.stem, error=reason)
+
+
+def file_stamp(path: Path) -> tuple | None:
+    """What says a lesson changed: its file's and its exercise file's mtime and size (None: gone)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    try:
+        extra = (path.parent / "exercises" / f"{path.stem}.toml").stat()
+        checks: tuple = (extra.st_mtime_ns, extra.st_size)
+    except OSError:
+        checks = ()
+    return (info.st_mtime_ns, info.st_size, checks)
 
 
 def _fulfil(path: Path, future: Future[Lesson]) -> None:
@@ -174,11 +202,10 @@ def load_lessons(paths: list[Path]) -> list[Lesson]:
     futures: list[Future[Lesson]] = []
     with _cache_lock:
         for path in paths:
-            try:
-                info = path.stat()
-            except OSError:
+            stamp = file_stamp(path)
+            if stamp is None:
                 continue
-            stamp, entry = (info.st_mtime_ns, info.st_size), _cache.get(path.absolute())
+            entry = _cache.get(path.absolute())
             if entry is None or entry[0] != stamp:
                 entry = (stamp, Future())
                 _cache[path.absolute()] = entry
@@ -227,11 +254,10 @@ class Registry:
             paths = sorted(self.folder.glob(LESSON_GLOB))
             stamp = []
             for path in paths:
-                try:
-                    info = path.stat()
-                except OSError:  # removed since the glob; the next call lists the folder again
+                found = file_stamp(path)
+                if found is None:  # removed since the glob; the next call lists the folder again
                     continue
-                stamp.append((path.name, info.st_mtime_ns, info.st_size))
+                stamp.append((path.name, found))
             if tuple(stamp) != self._stamp:
                 self._lessons = load_lessons(paths)
                 self._stamp = tuple(stamp)

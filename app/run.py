@@ -52,8 +52,9 @@ class Run:
         self.record = record
         self.folder = folder
         self.log = EventLog(folder / "events.jsonl", live=live)
-        # Guards record.status/exit_code/ended/pid, _inbox and _wake_fd. The supervisor holds it
-        # only to change them (never across I/O); readers hold it for a consistent copy.
+        # Guards record.status/exit_code/ended/pid/check/prediction, _inbox and _wake_fd. The
+        # supervisor holds it only to change them (never across I/O); readers hold it for a
+        # consistent copy.
         self._changed = threading.Condition()
         self._inbox: deque[Command] = deque()
         self._wake_fd: int | None = None  # written to wake the supervisor; None once it has ended
@@ -67,6 +68,8 @@ class Run:
     signals = property(lambda self: self.record.signals)
     started = property(lambda self: self.record.started)
     owner = property(lambda self: self.record.owner)
+    exercise = property(lambda self: self.record.exercise)
+    scratch = property(lambda self: self.record.scratch)
 
     # -- what the supervisor changes: read under the lock ---------------------------------------
 
@@ -93,6 +96,16 @@ class Run:
     def pid(self) -> int | None:
         with self._changed:
             return self.record.pid
+
+    @property
+    def check(self) -> dict[str, Any] | None:
+        with self._changed:
+            return self.record.check
+
+    @property
+    def prediction(self) -> dict[str, Any] | None:
+        with self._changed:
+            return self.record.prediction
 
     def to_json(self) -> dict[str, Any]:
         with self._changed:

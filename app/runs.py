@@ -28,10 +28,13 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from . import defaults
+from .checking import Practice
+from .progress import Progress
 from .record import BadRecord, RunRecord, load_record, new_run_id
 from .registry import Lesson
 from .run import Command, Run
@@ -60,6 +63,7 @@ class RunManager:
                  pinned: Callable[[], Collection[str]] = tuple) -> None:
         self.runs_dir = Path(data_dir) / "runs"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.progress = Progress(Path(data_dir) / "progress")  # learners' exercises and predictions
         self.time_limit = time_limit
         self.max_live = max_live
         self.sample_interval = sample_interval
@@ -121,13 +125,21 @@ class RunManager:
     # -- starting ------------------------------------------------------------------------------
 
     def start(self, lesson: Lesson, params: dict[str, Any], argv: list[str], *, reserve: int = 0,
-              owner: str = "") -> Run:
+              owner: str = "", practice: Practice | None = None, source: str | None = None) -> Run:
         """Take a slot, write the run's record, hand it to a new supervisor; return once it has
         started its process or failed to. Raises RunLimitError or StorageError, holding nothing.
         ``reserve``: slots that must stay free after this one (experiments leave room for people);
-        ``owner``: who may stop it from a page (see security.may_control)."""
-        record = RunRecord(id=new_run_id(), lesson=lesson.id, title=lesson.title, params=params,
-                           argv=worker_argv(lesson, argv), signals=list(lesson.signals), owner=owner)
+        ``owner``: who may stop it from a page (see security.may_control); ``practice``: an
+        exercise to check and a prediction to reveal when it ends; ``source``: code to run instead
+        of the lesson file (a learner's edited copy), kept in the run's folder under the lesson's
+        file name, so the run's page shows the code that ran."""
+        run_id = new_run_id()
+        if source is not None:
+            lesson = replace(lesson, path=self.runs_dir / run_id / lesson.path.name)
+        record = RunRecord(id=run_id, lesson=lesson.id, title=lesson.title, params=params,
+                           argv=worker_argv(lesson, argv), signals=list(lesson.signals), owner=owner,
+                           exercise=practice.exercise.n if practice and practice.exercise else None,
+                           scratch=source is not None)
         with self._lock:
             if self._closing:
                 raise RunLimitError("the server is shutting down")
@@ -137,6 +149,8 @@ class RunManager:
         try:
             folder = self.runs_dir / record.id
             folder.mkdir()
+            if source is not None:
+                lesson.path.write_text(source, encoding="utf-8")
             record.save(folder)
             run = Run(record, folder, live=True)
         except OSError as exc:
@@ -149,7 +163,8 @@ class RunManager:
         with self._lock:
             self._runs[run.id] = run
         supervisor = Supervisor(run, record.argv, worker_env(self.sample_interval), str(PROJECT_ROOT),
-                                time_limit=self.time_limit, release=self._release, on_end=self._ended)
+                                time_limit=self.time_limit, release=self._release, on_end=self._ended,
+                                practice=practice)
         try:
             supervisor.start()
         except RuntimeError:  # no thread to be had: the run never started, and holds nothing

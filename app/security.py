@@ -240,7 +240,7 @@ def check_request():
             return response
         if not _token_ok(app, expected):
             abort(401, description="this threadlab needs its access token")
-    if request.method == "POST" and not request.is_json:
+    if request.method not in SAFE_METHODS and not request.is_json:
         sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
         if not same_secret(sent, session.get("csrf", "")):
             abort(403, description="missing or wrong CSRF token: reload the page")

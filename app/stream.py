@@ -95,6 +95,8 @@ class PageView:
         self.result: dict[str, Any] | None = None
         self.deadlock: dict[str, Any] | None = None
         self.stacks: dict[str, Any] | None = None
+        self.check: dict[str, Any] | None = None  # an exercise's verdict (the run was for one)
+        self.prediction: dict[str, Any] | None = None  # a prediction, revealed
 
     def take(self, item: tuple[bytes, dict[str, Any] | None]) -> None:
         """Note one event. Lines from disk are parsed only when drawn, so one that is not an event
@@ -108,7 +110,7 @@ class PageView:
             self.threads = item
         elif kind == b"status":
             self.status_changed = True
-        elif kind in (b"result", b"deadlock", b"stacks"):
+        elif kind in (b"result", b"deadlock", b"stacks", b"check", b"prediction"):
             event = _event(item)
             if event is not None:
                 setattr(self, kind.decode(), event)
@@ -116,7 +118,7 @@ class PageView:
     def message(self) -> str:
         """The fragments for what changed since the last message ('' when nothing did)."""
         if not (self.first or self.new_rows or self.threads is not None or self.status_changed
-                or self.result or self.deadlock or self.stacks):
+                or self.result or self.deadlock or self.stacks or self.check or self.prediction):
             return ""
         items = list(self.rows)
         # A flood: draw only the newest screenful, replacing what is there, so the browser never
@@ -139,7 +141,8 @@ class PageView:
                 rows_html=Markup("".join(fragments.log_row(event) for event in rows)),
                 any_rows=bool(rows) or self.first, hidden=self.log_total - self.drawn,
                 threads=threads, status_changed=self.status_changed, result=self.result,
-                deadlock=self.deadlock, stacks=self.stacks,
+                deadlock=self.deadlock, stacks=self.stacks, check=self.check,
+                prediction=self.prediction,
             )
             try:
                 html = render_template("_partials/_ws_update.html", **parts)
@@ -147,11 +150,12 @@ class PageView:
                 # threads, result, deadlock and stacks are the lesson's to shape (a program may
                 # print {"kind": "result", "values": 3}); the templates expect the kit's shapes.
                 # Without them this once, the page still gets its rows and status, and lives on.
-                parts.update(threads=None, result=None, deadlock=None, stacks=None)
+                parts.update(threads=None, result=None, deadlock=None, stacks=None, check=None,
+                             prediction=None)
                 html = render_template("_partials/_ws_update.html", **parts)
         self.first, self.new_rows, self.threads, self.status_changed = False, 0, None, False
         self.rows.clear()
-        self.result = self.deadlock = self.stacks = None
+        self.result = self.deadlock = self.stacks = self.check = self.prediction = None
         return html
 
 

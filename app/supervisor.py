@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import defaults, output
+from .checking import Practice
 from .record import RunRecord
 from .run import Command, Run
 from .worker import Worker
@@ -45,13 +46,14 @@ _log = logging.getLogger("threadlab.supervisor")
 class Supervisor:
     def __init__(self, run: Run, argv: list[str], env: dict[str, str], cwd: str, *,
                  time_limit: float, release: Callable[[str], None],
-                 on_end: Callable[[Run], None]) -> None:
+                 on_end: Callable[[Run], None], practice: Practice | None = None) -> None:
         self.run = run
         self.argv, self.env, self.cwd = argv, env, cwd
         self.time_limit = time_limit
         # The manager's: ``release`` frees the run's slot just before its final status (so a client
         # that sees the status can start another run at once), ``on_end`` is our last act (pruning).
         self.release, self.on_end = release, on_end
+        self.practice = practice  # an exercise to check and a prediction to reveal at the end
         self.worker: Worker | None = None  # the lesson's process, once it has started
         self.stop_reason = ""  # why Stop was asked for ("" = nobody asked)
         self.timed_out = False
@@ -241,16 +243,31 @@ class Supervisor:
         # sees the final status finds every event in the log. The log is closed last: a viewer
         # that ends when it sees the log closed (the page's socket) then draws the final status,
         # not the one before it.
+        verdicts = self._verdicts(status)
         try:
             self._append(output.server_event("status", status=status, exit_code=code))
         finally:
             try:
-                final = {"status": status, "exit_code": code, "ended": time.time()}
+                final = {"status": status, "exit_code": code, "ended": time.time(), **verdicts}
                 self._save(dataclasses.replace(self.run.record, **final))  # on disk first, too
                 self.release(self.run.id)
                 self.run.transition(**final)
             finally:
                 self.run.log.close()
+
+    def _verdicts(self, status: str) -> dict[str, Any]:
+        """The exercise's check and the prediction's reveal, logged; the record fields they set.
+        A check that fails to run costs the learner a verdict, never the run its ending."""
+        if self.practice is None:
+            return {}
+        try:
+            events, fields = self.practice.verdicts(self.run.log, self.run.record.params, status,
+                                                    self.run.id)
+        except Exception:
+            _log.exception("checking run %s", self.run.id)
+            return {}
+        self._append_many([(output.server_event(kind, **event), None) for kind, event in events])
+        return fields
 
     def _close_worker(self) -> None:
         if self.worker is not None:

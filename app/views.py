@@ -22,37 +22,15 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from . import params as param_rules
-from . import programs, security
-from .registry import Lesson, Registry
-from .runs import RunLimitError, RunManager, StorageError
+from . import practice, programs, security
+from .lookup import body, lesson_or_404, manager, registry, run_or_404
+from .runs import RunLimitError, StorageError
 
 bp = Blueprint("views", __name__)
 
 
-def registry() -> Registry:
-    return current_app.extensions["threadlab.registry"]
-
-
-def manager() -> RunManager:
-    return current_app.extensions["threadlab.runs"]
-
-
 def is_htmx() -> bool:
     return request.headers.get("HX-Request") == "true"
-
-
-def lesson_or_404(key: str) -> Lesson:
-    lesson = registry().get(key)
-    if lesson is None:
-        abort(404, description=f"no lesson {key!r}")
-    return lesson
-
-
-def run_or_404(run_id: str):
-    run = manager().get(run_id)
-    if run is None:
-        abort(404, description="no such run")
-    return run
 
 
 def controllable_run_or_403(run_id: str):
@@ -63,19 +41,6 @@ def controllable_run_or_403(run_id: str):
     return run
 
 
-def body() -> dict:
-    """A POST body, JSON or form alike."""
-    if request.is_json:
-        try:
-            data = request.get_json(silent=True)
-        except RecursionError:  # [[[[...]]]] nested deeper than the parser's stack
-            abort(400, description="JSON nested too deeply")
-        if not isinstance(data, dict):
-            abort(400, description="expected a JSON object")
-        return data
-    return request.form.to_dict()
-
-
 # -- pages ---------------------------------------------------------------------------------------
 
 @bp.get("/")
@@ -84,7 +49,8 @@ def index():
     lessons = registry().all()  # once: each registry lookup re-checks the lessons folder
     by_id = {lesson.id: lesson for lesson in lessons}
     runs = [(run, changed_flags(run, by_id.get(run.lesson))) for run in manager().all()[:20]]
-    return render_template("index.html", lessons=lessons, runs=runs)
+    return render_template("index.html", lessons=lessons, runs=runs,
+                           solved=practice.progress_by_lesson())
 
 
 def changed_flags(run, lesson) -> str:
@@ -127,7 +93,19 @@ def run_page(run_id: str):
 
     at = seconds_param("t")  # ?t=1.25 opens the page at that instant of the run
     lesson = registry().get(run.lesson) or programs.program_of_run(run)
-    return render_template("lesson.html", lesson=lesson, run=run, values=run.params, errors={}, at=at)
+    values = {**run.params, "exercise": run.exercise, "scratch": run.scratch}
+    return render_template("lesson.html", lesson=lesson, run=run, values=values, errors={}, at=at,
+                           run_source=ran_source(run, lesson))
+
+
+def ran_source(run, lesson) -> str | None:
+    """The code a run of an edited copy ran (kept in its folder); None for the lesson as it is."""
+    if not run.scratch or lesson is None:
+        return None
+    try:
+        return (run.folder / lesson.path.name).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "# the edited copy this run ran is no longer on disk"
 
 
 @bp.get("/concepts")
@@ -155,6 +133,7 @@ def start_run():
     from_form = not request.is_json
     data.pop("csrf_token", None)
     key = str(data.pop("lesson", "") or "")
+    extra = practice.take_fields(data)  # exercise, prediction, scratch: beside the parameters
     if "program" in data:
         if security.is_remote(current_app):
             abort(403, description="running a program by path is refused in remote mode")
@@ -206,8 +185,12 @@ def start_run():
                   else f"lesson {lesson.id} needs {', '.join(lesson.requires)}")
         return _bad_param(lesson, "lesson", reason, raw, from_form)
     try:
+        purpose, source = practice.practice_for(lesson, extra)
+    except param_rules.ParamError as err:
+        return _bad_param(lesson, err.field, err.message, {**raw, **extra}, from_form)
+    try:
         owner = "" if request.is_json else security.browser_id()  # a page's run: its browser's
-        run = manager().start(lesson, values, argv, owner=owner)
+        run = manager().start(lesson, values, argv, owner=owner, practice=purpose, source=source)
     except (RunLimitError, StorageError) as err:
         code = err.http_status if isinstance(err, StorageError) else 429
         if from_form and is_htmx():
@@ -227,7 +210,7 @@ def _bad_param(lesson, field: str, message: str, raw: dict, from_form: bool):
     if from_form and lesson is not None:
         # The form shows an error beside its field; one it has no field for (an unknown parameter)
         # goes at the top, named, or the learner would see a 400 and no reason.
-        key = field if lesson.param(field) or field == "lesson" or (
+        key = field if lesson.param(field) or field in ("lesson", *practice.FIELDS) or (
             lesson.plain and field == "args") else "_form"
         html = render_template("_partials/_run_form.html", lesson=lesson, values=raw,
                                errors={key: message if key == field else f"{field}: {message}"})

@@ -12,7 +12,8 @@ no parameters, ``"plain": true`` — and none of it runs. Only a file with a par
 because the parser is code and the form needs what it builds.
 
 The answer is one line on the *original* stdout: ``{"doc", "signals", "requires", "params",
-"exercises", "plain"}``, or ``{"error": "..."}`` when the file cannot be read. Everything the
+"exercises", "plain"}``, ``exercises`` being the lesson's exercise file (see
+:func:`read_exercises`), or ``{"error": "..."}`` when the file cannot be read. Everything the
 lesson writes while it is imported (``print``, C-level writes, child processes) goes to stderr
 instead, so it cannot corrupt that line.
 """
@@ -26,6 +27,7 @@ import json
 import math
 import os
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +122,6 @@ def describe_plain(tree: ast.Module) -> dict[str, Any]:
         "signals": _names(_literal(tree, "SIGNALS")),
         "requires": _names(_literal(tree, "REQUIRES")),
         "params": [],
-        "exercises": [],
         "plain": True,
     }
 
@@ -163,7 +164,6 @@ def _describe(path: Path) -> dict[str, Any]:
         "signals": _names(getattr(module, "SIGNALS", ())),
         "requires": _names(getattr(module, "REQUIRES", ())),
         "params": [],
-        "exercises": [],  # reserved: exercises the dashboard can run and check
         "plain": False,
     }
     if callable(getattr(module, "build_parser", None)):
@@ -176,6 +176,21 @@ def _describe(path: Path) -> dict[str, Any]:
         except BaseException as exc:  # a parser that cannot be built: the lesson cannot run
             return {"error": f"build_parser() failed: {type(exc).__name__}: {exc}"}
     return answer
+
+
+def read_exercises(path: Path) -> dict[str, Any]:
+    """The lesson's exercise file (``exercises/<stem>.toml`` beside it) as JSON-ready data: {} when
+    there is none, ``{"error": ...}`` when it cannot be read. Data only: no code of it runs."""
+    file = path.parent / "exercises" / f"{path.stem}.toml"
+    try:
+        with open(file, "rb") as f:
+            table = tomllib.load(f)
+        json.dumps(table, allow_nan=False)  # dates or NaN would make the whole answer unsendable
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, TypeError, tomllib.TOMLDecodeError) as exc:
+        return {"error": f"{file.name}: {exc}"}
+    return table
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -198,6 +213,8 @@ def main(argv: list[str]) -> None:
         answer = _describe(Path(argv[1])) if len(argv) == 2 else {"error": "usage: describe PATH"}
         if "error" in answer:
             answer = {"error": _safe(answer["error"])}
+        else:
+            answer["exercises"] = read_exercises(Path(argv[1]))
         line = json.dumps(answer, ensure_ascii=True, allow_nan=False)
     except BaseException as exc:  # e.g. a lesson object whose __str__ raises
         line = json.dumps({"error": f"could not describe: {type(exc).__name__}"})

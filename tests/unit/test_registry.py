@@ -175,7 +175,7 @@ REQUIRES: tuple = ("qt",)
 raise SystemExit(3)
 ''')
     assert answer == {"doc": "My program.\n\nIt does things.", "signals": ["SIGINT", "SIGUSR1"],
-                      "requires": ["qt"], "params": [], "exercises": [], "plain": True}
+                      "requires": ["qt"], "params": [], "exercises": {}, "plain": True}
     assert not marker.exists(), "none of it ran"
 
 

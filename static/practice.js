@@ -1,0 +1,109 @@
+// Exercises and the editor on a lesson page: "Try it" fills the form for an exercise, and the
+// editor keeps this browser's copy of the lesson on the server (saved as you type, a moment
+// after you stop), so Run can run it. Everything else is htmx; this is what htmx cannot do.
+(function () {
+  "use strict";
+  var $ = function (id) { return document.getElementById(id); };
+  var pane = $("editor-pane"), editor = null, timer = null, quiet = false;
+  var url = pane ? "/api/lessons/" + encodeURIComponent(pane.dataset.lesson) + "/scratch" : null;
+
+  function send(method, body) {
+    return fetch(url, {
+      method: method, credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "Accept": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body)
+    }).then(function (r) {
+      return r.json().then(function (j) { if (!r.ok) throw new Error(j.error || r.status); return j; });
+    });
+  }
+
+  function show(copy) {
+    $("editor-state").textContent = copy.edited ? "your copy: edited and saved" : "your copy: the lesson as it is";
+    $("editor-diff-out").textContent = copy.diff || "No changes: your copy is the lesson as it is.";
+    var box = $("run-scratch");
+    if (box) box.checked = copy.edited;
+  }
+
+  function save() {
+    clearTimeout(timer);
+    timer = null;
+    return send("PUT", { source: editor.getValue() }).then(show, function (e) {
+      $("editor-state").textContent = "not saved: " + e.message;
+    });
+  }
+
+  function openEditor() {
+    if (!pane) return Promise.resolve();
+    pane.hidden = false;
+    $("source").hidden = true;
+    if (editor) return Promise.resolve();
+    return send("GET").then(function (copy) {
+      editor = window.ace.edit("editor", {
+        mode: "ace/mode/python", useWorker: false, showPrintMargin: false, fontSize: "14px",
+        tabSize: 4, useSoftTabs: true
+      });
+      quiet = true; editor.setValue(copy.source, -1); quiet = false;
+      editor.session.getUndoManager().reset();  // undo goes back to what was loaded, no further
+      editor.session.on("change", function () {
+        if (quiet) return;
+        $("editor-state").textContent = "your copy: saving…";
+        clearTimeout(timer);
+        timer = setTimeout(save, 400);
+      });
+      show(copy);
+    }, function (e) { $("editor-state").textContent = "cannot open your copy: " + e.message; });
+  }
+
+  function closeEditor() {
+    if (timer) save();
+    pane.hidden = true;
+    $("source").hidden = false;
+  }
+
+  function resetCopy() {
+    clearTimeout(timer);
+    timer = null;
+    send("DELETE").then(function (copy) {
+      quiet = true; editor.setValue(copy.source, -1); quiet = false;
+      show(copy);
+    });
+  }
+
+  function tryIt(card) {
+    var form = $("run-form"), params = JSON.parse(card.dataset.params || "{}");
+    form.reset();  // the lesson's defaults, then the exercise's parameters
+    Object.keys(params).forEach(function (name) {
+      var field = $("p-" + name);
+      if (!field) return;
+      if (field.type === "checkbox") field.checked = !!params[name];
+      else field.value = String(params[name]);
+    });
+    var choose = $("run-exercise");
+    if (choose) choose.value = card.dataset.n;
+    var done = card.dataset.edit === "1" ? openEditor() : Promise.resolve();
+    done.then(function () {
+      var box = $("run-scratch");
+      if (box && card.dataset.edit === "1") box.checked = true;
+      form.scrollIntoView({ block: "nearest" });
+      (card.dataset.edit === "1" && editor ? editor : form.querySelector("button[type=submit]")).focus();
+    });
+  }
+
+  document.addEventListener("click", function (e) {
+    var t = e.target;
+    if (!t.closest) return;
+    if (t.closest(".try-it")) tryIt(t.closest(".exercise-card"));
+    else if (t.closest("#editor-open")) openEditor();
+    else if (t.closest("#editor-close")) closeEditor();
+    else if (t.closest("#editor-reset")) resetCopy();
+    else if (t.closest("#editor-diff")) { var out = $("editor-diff-out"); out.hidden = !out.hidden; }
+  });
+
+  // Run with a save still waiting: save first, then run what was typed (capture: before htmx).
+  document.addEventListener("submit", function (e) {
+    if (!timer || e.target.id !== "run-form") return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    save().then(function () { e.target.requestSubmit(); });
+  }, true);
+})();

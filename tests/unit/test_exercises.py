@@ -1,0 +1,314 @@
+"""Checked exercises: the goal language (app/exercises.py), progress kept per browser, the edited copy
+and its API, and runs started for an exercise or with a prediction (in process, real workers)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import pytest
+
+from app import create_app, exercises
+from app.exercises import Outcome, SpecError, apply_edits, judge, over_runs, parse
+from app.filters import inline, prose
+from app.progress import Progress
+from tests.conftest import ROOT
+
+LESSONS = ROOT / "tests" / "fixtures" / "exercise_lessons"
+PORT = 8765
+GOOD = {"Host": f"127.0.0.1:{PORT}"}
+FINAL = ("exited", "failed", "stopped", "killed", "timeout")
+BROWSER = "ab" * 16
+
+
+def spec(*checks, **extra) -> dict:
+    return {"exercise": [{"n": 1, "goal": "g", "checks": list(checks), **extra}]}
+
+
+def one(*checks, **extra) -> exercises.Exercise:
+    return parse(spec(*checks, **extra), "1. Do it.")[0][0]
+
+
+# -- the goal language ----------------------------------------------------------------------------
+
+def test_prompts_come_from_the_docstrings_numbered_items():
+    found, _ = parse({"exercise": [{"n": 2, "goal": "g", "checks": [{"status": "exited"}]}]},
+                     "1. First\n   line two.\n2. Second ``code``,\n   wrapped.\n3. Third.")
+    assert found[0].prompt == "Second ``code``, wrapped."
+
+
+@pytest.mark.parametrize("raw, problem", [
+    ({"exercise": [{"n": 1, "checks": [{"status": "exited"}]}]}, "goal"),
+    ({"exercise": [{"goal": "g", "checks": [{"status": "exited"}]}]}, "number n"),
+    (spec(), "non-empty list"),
+    (spec({"value": "x"}), "one of equals"),
+    (spec({"value": "x", "param": "y", "equals": 1}), "names one of"),
+    (spec({"value": "x", "equals": 1, "below": 2}), "one of equals"),
+    (spec({"value": "x", "equals": 1, "factor": "two"}), "factor"),
+    (spec({"status": "exited"}, runs=0), "runs"),
+    (spec({"status": "exited"}, runs=11), "runs"),
+    (spec({"status": "exited"}, hints="one"), "hints"),
+    ({"exercise": [{"n": 1, "goal": "g", "checks": [{"status": "exited"}]}] * 2}, "repeat"),
+    ({"exercise": [], "prediction": {"question": "q"}}, "choices"),
+    ([], "not a table"),
+])
+def test_a_spec_that_breaks_the_format_is_refused_with_where(raw, problem):
+    with pytest.raises(SpecError, match=problem):
+        parse(raw, "")
+
+
+def test_each_subject_and_comparison():
+    outcome = Outcome.of([
+        {"kind": "result", "values": {"lost": 3, "expected": 10}},
+        {"kind": "result", "values": {"lost": 0}},  # the last result wins
+        {"kind": "thread", "op": "crash", "name": "W-1"},
+        {"kind": "thread", "op": "end", "name": "W-2"},
+        {"kind": "log", "msg": "worker timed out after 2 s"},
+    ], {"threads": 4}, "exited")
+    holds = {
+        "equals": {"value": "lost", "equals": 0},
+        "param": {"param": "threads", "at_least": 4},
+        "named operand": {"value": "lost", "below": "expected"},
+        "factor": {"value": "expected", "at_least": "expected", "factor": 0.5},
+        "where": {"events": "thread", "where": {"op": "crash"}, "equals": 1},
+        "contains": {"events": "log", "contains": {"msg": "timed out"}, "at_least": 1},
+        "status list": {"status": ["failed", "exited"]},
+    }
+    fails = {
+        "missing value": {"value": "nope", "equals": 0},
+        "missing operand": {"value": "lost", "below": "nope"},
+        "text is not a number": {"param": "threads", "below": "expected", "factor": 0},
+        "status": {"status": "failed"},
+        "no such event": {"events": "deadlock", "at_least": 1},
+    }
+    for name, raw in holds.items():
+        assert outcome.holds(one(raw).checks[0]), name
+    for name, raw in fails.items():
+        assert not outcome.holds(one(raw).checks[0]), name
+
+
+def test_a_verdict_names_the_failed_checks_and_the_evidence():
+    exercise = one({"value": "lost", "equals": 0}, evidence="lost {lost} of {expected} ({nope})")
+    verdict = judge(exercise, Outcome.of([{"kind": "result", "values": {"lost": 2, "expected": 9}}],
+                                         {}, "exited"))
+    assert verdict == {"exercise": 1, "passed": False, "evidence": "lost 2 of 9 (?)",
+                       "message": "not yet: lost = 0"}
+    plain = one({"value": "lost", "at_most": 0}, evidence="{lost:.1f}")  # a format the value refuses
+    assert judge(plain, Outcome.of([], {}, "exited"))["evidence"] == "lost = none"
+
+
+def test_a_check_over_several_runs_needs_that_many_in_a_row():
+    exercise = one({"status": "exited"}, runs=3)
+    good = {"exercise": 1, "passed": True, "evidence": "", "message": "goal reached"}
+    bad = {**good, "passed": False, "message": "not yet"}
+    assert over_runs(exercise, good, [])["passed"] is False
+    assert over_runs(exercise, good, [True])["runs"] == {"needed": 3, "in_a_row": 2}
+    assert over_runs(exercise, good, [True, True])["passed"] is True
+    assert over_runs(exercise, good, [True, False, True])["passed"] is False
+    missed = over_runs(exercise, bad, [True, True])
+    assert missed["passed"] is False and missed["this_run"] is False and missed["message"] == "not yet"
+
+
+def test_solution_edits_must_each_find_exactly_one_place():
+    assert apply_edits("a = 1\nb = 1\n", [exercises.Edit("a = 1", "a = 2")]) == "a = 2\nb = 1\n"
+    for find in ("= 1", "c = 3"):
+        with pytest.raises(SpecError, match="not 1"):
+            apply_edits("a = 1\nb = 1\n", [exercises.Edit(find, "x")])
+
+
+def test_docstring_prose_is_markdown_and_never_raw_html():
+    html = str(prose("Watch ``Locked-*`` and *this*.\n\n1. One <b>bold</b>\n   wrapped.\n2. Two."))
+    assert "<code>Locked-*</code>" in html and "<em>this</em>" in html
+    assert "<ol>" in html and html.count("<li>") == 2
+    assert "<b>" not in html and "&lt;b&gt;" in html
+    assert str(inline("a ``b`` *c*")) == "a <code>b</code> <em>c</em>"
+
+
+def test_every_lessons_docstring_renders_without_stray_emphasis_marks():
+    from app.registry import Registry
+
+    for lesson in Registry(ROOT / "lessons").all():
+        for name, text in lesson.sections.items():
+            html = re.sub(r"<code>.*?</code>", "", str(prose(text)), flags=re.S)
+            assert "*" not in html and "``" not in html, (lesson.id, name)
+
+
+# -- progress, kept per browser -------------------------------------------------------------------
+
+def test_progress_counts_every_try_when_runs_end_at_once(tmp_path):
+    progress = Progress(tmp_path)
+    exercise = one({"status": "exited"}, runs=2)
+    verdict = {"exercise": 1, "passed": True, "evidence": "", "message": ""}
+
+    def tries():
+        for _ in range(25):
+            progress.add_try(BROWSER, "05", 1, lambda earlier: over_runs(exercise, verdict, earlier))
+
+    threads = [threading.Thread(target=tries) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert progress.solved(BROWSER, "05")[1]["tries"] == 200
+    assert progress.solved(BROWSER, "05")[1]["passed"] is True
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_progress_shrugs_off_a_broken_file_and_keeps_nothing_for_a_bad_id(tmp_path):
+    progress = Progress(tmp_path)
+    (tmp_path / f"{BROWSER}.json").write_text("{not json")
+    assert progress.of(BROWSER) == {}
+    progress.add_try("../../etc", "05", 1, lambda earlier: {"passed": True})
+    assert list(tmp_path.iterdir()) == [tmp_path / f"{BROWSER}.json"]
+
+
+# -- the API, with real runs ----------------------------------------------------------------------
+
+def make_app(tmp_path, **config):
+    return create_app({"DATA_DIR": str(tmp_path / "data"), "LESSONS_DIR": str(LESSONS), "PORT": PORT,
+                       **config})
+
+
+@pytest.fixture
+def client(tmp_path):
+    app = make_app(tmp_path)
+    yield app.test_client()
+    app.extensions["threadlab.runs"].shutdown(timeout=5)
+
+
+def finished(client, run_id: str, headers=GOOD) -> dict:
+    deadline = time.monotonic() + 20
+    while (run := client.get(f"/api/runs/{run_id}", headers=headers).get_json())["status"] not in FINAL:
+        assert time.monotonic() < deadline, run
+        time.sleep(0.05)
+    return run
+
+
+def start(client, **body) -> dict:
+    answer = client.post("/runs", json={"lesson": "01", **body}, headers=GOOD)
+    assert answer.status_code == 201, answer.get_json()
+    return finished(client, answer.get_json()["id"])
+
+
+def test_the_lesson_json_lists_its_exercises_without_hints_or_solutions(client):
+    lesson = client.get("/api/lessons/01", headers=GOOD).get_json()
+    assert [e["n"] for e in lesson["exercises"]] == [1, 2, 3]
+    assert lesson["exercises"][0] == {"n": 1, "prompt": "Count to 7.", "params": {"count": 7},
+                                      "edit": False, "goal": "The count is 7.", "runs": 1}
+    assert lesson["exercises"][1]["edit"] is True
+    assert lesson["prediction"] == {"question": "How far will it count?",
+                                    "choices": ["less than 5", "5 or more"]}
+
+
+def test_a_run_for_an_exercise_is_checked_with_its_evidence(client):
+    solved = start(client, params={"count": 7}, exercise=1)
+    assert solved["check"] == {"exercise": 1, "passed": True, "evidence": "counted to 7",
+                               "message": "goal reached"}
+    missed = start(client, params={}, exercise=1)
+    assert missed["check"]["passed"] is False and missed["check"]["evidence"] == "counted to 5"
+    plain = start(client, params={})
+    assert plain["check"] is None and plain["exercise"] is None
+    events = client.get(f"/api/runs/{solved['id']}/events", headers=GOOD).get_data(as_text=True)
+    kinds = [re.search(r'"kind": ?"(\w+)"', line).group(1) for line in events.splitlines()]
+    assert kinds[-2:] == ["check", "status"], "the verdict is logged just before the final status"
+
+
+def test_a_nondeterministic_goal_is_checked_over_several_runs(client):
+    verdicts = [start(client, params={"count": 3}, exercise=3)["check"] for _ in range(3)]
+    assert [v["passed"] for v in verdicts] == [False, False, True]
+    assert verdicts[1]["message"] == "2 of 3 runs in a row so far: run it again"
+    assert start(client, params={"count": 4}, exercise=3)["check"]["runs"]["in_a_row"] == 0
+
+
+def test_a_prediction_is_revealed_and_scored(client):
+    run = start(client, params={"count": 2}, prediction="5 or more")
+    assert run["prediction"] == {"question": "How far will it count?", "chosen": "5 or more",
+                                 "actual": "less than 5", "correct": False}
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"exercise": 9}, "exercise"), ({"exercise": "one"}, "exercise"), ({"exercise": True}, "exercise"),
+    ({"prediction": "maybe"}, "prediction"), ({"prediction": 3}, "prediction"),
+    ({"scratch": True}, "scratch"), ({"scratch": "perhaps"}, "scratch"),
+])
+def test_a_bad_practice_field_gets_400_naming_it_and_starts_nothing(client, body, field):
+    answer = client.post("/runs", json={"lesson": "01", **body}, headers=GOOD)
+    assert answer.status_code == 400 and answer.get_json()["field"] == field, answer.get_json()
+    assert client.get("/api/runs", headers=GOOD).get_json() == []
+
+
+def test_the_edited_copy_runs_instead_of_the_lesson_which_never_changes(client):
+    url = "/api/lessons/01/scratch"
+    original = (LESSONS / "01_counter.py").read_text()
+    assert client.get(url, headers=GOOD).get_json()["edited"] is False
+    edited = original.replace("FACTOR = 1 ", "FACTOR = 2 ")
+    saved = client.put(url, json={"source": edited}, headers=GOOD).get_json()
+    assert saved["edited"] is True and "-FACTOR = 1" in saved["diff"] and "+FACTOR = 2" in saved["diff"]
+    run = start(client, params={"count": 4}, exercise=2, scratch=True)
+    assert run["scratch"] is True and run["check"]["passed"] is True
+    assert (LESSONS / "01_counter.py").read_text() == original
+    page = client.get(f"/runs/{run['id']}", headers=GOOD).get_data(as_text=True)
+    assert "the edited copy this run ran" in page and ">2</span>" in page  # FACTOR = 2, highlighted
+    assert start(client, params={"count": 4}, exercise=2)["check"]["passed"] is False  # the lesson
+    reset = client.delete(url, headers={**GOOD, "Content-Type": "application/json"}).get_json()
+    assert reset["edited"] is False and reset["source"] == original
+    assert client.post("/runs", json={"lesson": "01", "scratch": True}, headers=GOOD).status_code == 400
+
+
+@pytest.mark.parametrize("body", [{"source": 3}, {"source": "x" * 50_000}, {"code": "x"},
+                                  {"source": "\ud800"}, []])
+def test_a_bad_copy_gets_400_and_keeps_the_old_one(client, body):
+    url = "/api/lessons/01/scratch"
+    client.put(url, json={"source": "kept = 1\n"}, headers=GOOD)
+    answer = client.put(url, json=body, headers=GOOD)
+    assert answer.status_code in (400, 413), answer.get_data()
+    assert client.get(url, headers=GOOD).get_json()["source"] == "kept = 1\n"
+
+
+def test_a_copy_belongs_to_its_browser(tmp_path):
+    app = make_app(tmp_path)
+    teacher, student = app.test_client(), app.test_client()
+    teacher.put("/api/lessons/01/scratch", json={"source": "mine = 1\n"}, headers=GOOD)
+    assert student.get("/api/lessons/01/scratch", headers=GOOD).get_json()["edited"] is False
+    assert teacher.get("/api/lessons/01/scratch", headers=GOOD).get_json()["source"] == "mine = 1\n"
+
+
+TOKEN = "t" * 40
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_remote_mode_refuses_edits_unless_allowed(tmp_path, allow):
+    app = make_app(tmp_path, HOST="0.0.0.0", ACCESS_TOKEN=TOKEN, ALLOW_EDITS=allow)
+    client = app.test_client()
+    auth = {**GOOD, "Authorization": f"Bearer {TOKEN}"}
+    put = client.put("/api/lessons/01/scratch", json={"source": "x = 1\n"}, headers=auth)
+    run = client.post("/runs", json={"lesson": "01", "scratch": True}, headers=auth)
+    page = client.get("/lessons/01", headers=auth).get_data(as_text=True)
+    if allow:
+        assert put.status_code == 200 and run.status_code == 201 and 'id="editor-pane"' in page
+        assert finished(client, run.get_json()["id"], auth)["scratch"] is True
+    else:
+        assert put.status_code == 403 and run.status_code == 403
+        assert "--allow-edits" in put.get_json()["error"] and "--allow-edits" in page
+        assert 'id="editor-pane"' not in page
+    app.extensions["threadlab.runs"].shutdown(timeout=5)
+
+
+def test_the_cards_unlock_hints_then_the_solution(client):
+    def card(n: int) -> str:
+        html = client.get("/lessons/01/exercises", headers=GOOD).get_data(as_text=True)
+        return re.search(rf'id="exercise-{n}".*?</article>', html, re.S).group(0)
+
+    assert 'class="hints"' not in card(1) and "Solution" not in card(1)
+    start(client, params={}, exercise=1)
+    assert card(1).count("<li>") == 1 and "Look at" in card(1)
+    start(client, params={}, exercise=1)
+    assert card(1).count("<li>") == 2 and "Show the solution" not in card(1)
+    start(client, params={}, exercise=1)
+    assert "Show the solution" in card(1)
+    start(client, params={"count": 7}, exercise=1)
+    assert "solved" in card(1) and "<details class=\"solution\" open>" in card(1)
+    assert "FACTOR = 2" not in card(2), "an unsolved exercise's solution stays hidden"
+    index = client.get("/", headers=GOOD).get_data(as_text=True)
+    assert "01 · 1/3" in index
