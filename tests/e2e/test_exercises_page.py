@@ -1,0 +1,86 @@
+"""Exercises in the page: a parameter exercise missed (a hint appears), then solved (the solution
+shows); a code-edit exercise solved in the editor, run as the browser's own copy; a prediction."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.conftest import ROOT, LiveServer
+
+LESSONS = ROOT / "tests" / "fixtures" / "exercise_lessons"
+
+
+@pytest.fixture(scope="module")
+def exercise_server(tmp_path_factory):
+    live = LiveServer(tmp_path_factory.mktemp("exercises"), "--lessons-dir", str(LESSONS))
+    yield live
+    live.stop()
+
+
+def run_and_wait(page):
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.locator("#run-status")).to_contain_text("exited", timeout=15_000)
+
+
+def test_a_parameter_exercise_missed_then_solved(page, exercise_server, console_errors):
+    page.goto(exercise_server.url + "/lessons/01")
+    card = page.locator("#exercise-1")
+    expect(card.locator(".goal")).to_contain_text("The count is 7.")
+    card.get_by_role("button", name="Try it").click()
+    expect(page.locator("#p-count")).to_have_value("7")
+    expect(page.locator("#run-exercise")).to_have_value("1")
+    page.fill("#p-count", "6")  # a learner's slip
+    run_and_wait(page)
+    expect(page.locator("#check")).to_contain_text("Exercise 1: not yet")
+    expect(page.locator("#check")).to_contain_text("counted to 6")
+    expect(card.locator(".hints li")).to_have_count(1)  # the cards came back with one hint
+    expect(card.locator(".hints")).to_contain_text("Look at --count.")
+    expect(card.locator("details.solution")).to_have_count(0)
+    page.fill("#p-count", "7")
+    run_and_wait(page)
+    expect(page.locator("#check")).to_contain_text("Exercise 1: goal reached")
+    expect(card.locator(".badge.ok")).to_have_text("solved")
+    expect(card.locator("details.solution[open]")).to_contain_text("The parameter sets how far")
+    expect(page.locator(".exercise-score")).to_have_text("1/3 solved")
+    page.goto(exercise_server.url + "/")
+    expect(page.locator(".badge.progress")).to_have_text("01 · 1/3")
+    assert console_errors == []
+
+
+def test_a_code_edit_exercise_solved_in_the_editor(page, exercise_server, console_errors):
+    page.goto(exercise_server.url + "/lessons/01")
+    page.locator("#exercise-2").get_by_role("button", name="Try it").click()
+    expect(page.locator("#editor-pane")).to_be_visible()
+    expect(page.locator("#editor .ace_line").first).to_be_visible()
+    expect(page.locator("#source")).to_be_hidden()
+    # Select the line as a learner would find it, then type over it with real key presses.
+    page.evaluate("ace.edit('editor').find('FACTOR = 1 ')")
+    page.keyboard.type("FACTOR = 2 ")
+    expect(page.locator("#editor-state")).to_have_text("your copy: edited and saved")
+    expect(page.locator("#run-scratch")).to_be_checked()
+    page.get_by_role("button", name="Diff").click()
+    expect(page.locator("#editor-diff-out")).to_contain_text("+FACTOR = 2")
+    run_and_wait(page)
+    expect(page.locator("#check")).to_contain_text("Exercise 2: goal reached")
+    expect(page.locator("#exercise-2 .badge.ok")).to_have_text("solved")
+    # The run's own page shows the code that ran; the lesson file was never touched.
+    page.reload()
+    expect(page.locator(".source-pane h2")).to_contain_text("the edited copy this run ran")
+    expect(page.locator("#source")).to_contain_text("FACTOR = 2")
+    assert "FACTOR = 1 " in (LESSONS / "01_counter.py").read_text()
+    page.get_by_role("button", name="Edit a copy").click()
+    page.get_by_role("button", name="Reset").click()
+    expect(page.locator("#editor-state")).to_have_text("your copy: the lesson as it is")
+    expect(page.locator("#run-scratch")).not_to_be_checked()
+    assert console_errors == []
+
+
+def test_a_prediction_is_revealed_when_the_run_ends(page, exercise_server, console_errors):
+    page.goto(exercise_server.url + "/lessons/01")
+    expect(page.locator("#prediction legend")).to_contain_text("How far will it count?")
+    page.get_by_label("less than 5").check()
+    run_and_wait(page)  # the default count is 5
+    expect(page.locator("#prediction-reveal")).to_contain_text("not this time")
+    expect(page.locator("#prediction-reveal")).to_contain_text("it was 5 or more")
+    assert console_errors == []
