@@ -11,13 +11,15 @@ Problem:
 What to watch:
     The log shows each ``start()`` returning after some microseconds, then the main thread sitting
     in ``join()`` for about ``--work-ms`` while the workers sleep side by side (thread table:
-    workers ``sleeping``, main thread waiting). The workers finish in any order; the results are
-    all there anyway. The ``daemon`` column stays ``False`` unless you pass ``--daemon``.
+    workers ``sleeping``, ``MainThread`` ``waiting-join``). The workers finish in any order; the
+    results are all there anyway. The table's Daemon column shows each thread's flag: ``False``
+    for ``MainThread``, and so for the workers, which inherit it; ``True`` for them with
+    ``--daemon``.
 
 Expected output:
     One "started" and one "done" line per worker, ``start()`` taking well under a millisecond,
     ``join()`` waiting about ``--work-ms``, and ``Result: threads_started = N,
-    threads_joined = N, results_collected = N`` with N = ``--workers``.
+    threads_joined = N, results_collected = N, worker_errors = 0`` with N = ``--workers``.
 
 Failure modes:
     Calling ``thread.run()`` instead of ``start()`` runs the work in the main thread, one after
@@ -28,12 +30,14 @@ Failure modes:
     (lesson 02 shows it); join them with a timeout instead.
 
 Exercises:
-    1. Replace ``thread.start()`` with ``thread.run()`` in ``main``. How long does each "start"
-       take now, which thread name do the workers' log lines show, and why does ``join()`` fail?
-    2. Delete the ``join`` loop and run ``--work-ms 500``: how many results are collected, and why
-       does the program still print the workers' "done" lines afterwards?
-    3. Make ``worker`` raise ``ValueError`` when ``worker_id == 2``. What do the log and the result
-       say? Catch the error in ``worker`` and put it on the queue so ``main`` can report it.
+    1. Replace ``thread.start()`` with ``thread.run()`` in ``main``: no thread is started, the
+       workers' "working" lines come from ``MainThread`` one after another (each "start" now
+       takes ``--work-ms``), and ``join()`` raises ``RuntimeError``, failing the run. Why?
+    2. Delete the ``join`` loop and run ``--work-ms 500``: ``results_collected`` drops below
+       ``threads_started``, yet every worker's "done" line still appears after the result. Why?
+    3. Make ``worker`` raise ``ValueError`` when ``worker_id == 2`` (Worker-2 crashes, its result
+       is missing). Then catch it in ``worker`` and put the exception on the queue instead of the
+       answer, so ``main`` counts it: ``worker_errors = 1``, every result collected, no crash.
 """
 
 from __future__ import annotations
@@ -123,9 +127,13 @@ def main(argv=None) -> int:
             break
         collected[worker_id] = answer
     log.info("collected results from workers %s", sorted(collected))
+    # A worker may hand over an exception instead of an answer (exercise 3): report it here.
+    errors = {i: answer for i, answer in collected.items() if isinstance(answer, Exception)}
+    for worker_id, exc in errors.items():
+        log.warning("worker %d failed: %r", worker_id, exc)
 
     kit.emit_result(threads_started=started, threads_joined=joined,
-                    results_collected=len(collected),
+                    results_collected=len(collected), worker_errors=len(errors),
                     start_ms=round(start_s * 1000, 2), join_ms=round(join_s * 1000))
     return 0 if started == joined == len(collected) == args.workers else 1
 

@@ -9,15 +9,16 @@ Problem:
     workers in between (a pipeline, a bounded queue before each), stopped stage by stage alike.
 
 What to watch:
-    The log shows each put and get with the queue's fill level. In the thread table, producers
-    sit in ``waiting-queue`` while the queue is full (back-pressure) and consumers sit in
-    ``waiting-queue`` when it is empty. Raise ``--producers`` and the queue stays full; raise
-    ``--consumers`` and it stays empty. With stages, the queue before the slowest step stays full.
+    The log shows each put and get with the queue's fill level. Each queue is named for its
+    readers (``stage1_queue``, ..., ``consumer_queue``), and the thread table's "Waiting for" says
+    which one a thread waits on: producers wait while it is full (back-pressure), readers while it
+    is empty. The queue before the slowest step stays full, the queues after it nearly empty.
 
 Expected output:
     Producers and consumers log interleaved lines for ``--duration`` seconds, then
     ``Result: produced = N, consumed = N, left = 0`` with N > 0; with ``--stages 2`` also
-    ``stage_1 = N`` and ``stage_2 = N``: every stage handled every item.
+    ``stage_1 = N`` and ``stage_2 = N``: every stage handled every item. ``<queue>_fill`` is how
+    full each queue was on average (% of ``--queue-size``); exercise 2 explains ``unfinished``.
 
 Failure modes:
     A plain ``list`` with ``append``/``pop`` seems to work but needs its own lock and a busy-wait
@@ -28,14 +29,15 @@ Failure modes:
     wrong number, with items behind them; let the main thread send them once the stage is joined.
 
 Exercises:
-    1. Run with ``--queue-size 1 --producers 4`` and watch producers wait on a full queue; then
-       ``--consumers 1 --consume-ms 50`` and explain the numbers in the result. Then find the
-       bottleneck of ``--stages 2 --step-ms 80``: which queue stays full, which stay nearly empty?
-    2. Replace the sentinel shutdown with ``queue.task_done()`` / ``queue.join()`` in the main
-       thread; what must consumers do for ``join()`` to return?
+    1. Run ``--stages 2 --step-ms 80`` and find the slow step in the thread table (who waits on
+       which queue). Then, keeping ``--step-ms 80`` and the consumers as they are, add workers
+       until the consumers are the slowest step again: ``consumer_queue_fill`` at least 60.
+    2. ``unfinished`` counts items put but never marked done: what ``queue.join()`` waits for.
+       Make every reader call ``inbox.task_done()`` once per ``get()`` (the sentinel's too) so
+       that it ends at 0. Why would a ``queues[-1].join()`` in ``main`` hang without it?
     3. Make ``worker`` put its sentinel on ``outbox`` (when it has one) before returning, and have
        ``main`` send sentinels only into the first queue. Run ``--stages 1 --stage-workers 4
-       --consumers 1 --consume-ms 0``: what is left in the last queue and why is ``consumed`` short?
+       --consumers 1 --consume-ms 0 --queue-size 10``: why is ``left`` no longer 0?
 """
 
 from __future__ import annotations
@@ -46,10 +48,12 @@ import threading
 import time
 
 from lessons import kit
+from lessons.kit import traced
 
 SENTINEL = None  # "no more items": one per reader of a queue; a reader that gets it stops
 PUT_TIMEOUT = 1.0  # seconds a producer waits for space before re-checking the stop flag
 HAND_OVER_TIMEOUT = 10  # seconds any other get/put/join may block: only a bug takes that long
+SAMPLE_S = 0.05  # how often main samples each queue's fill level
 
 
 def build_parser():
@@ -110,8 +114,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     log = kit.setup(args)
     # queues[0] is written by the producers, queues[k] by stage k, and the consumers read the last.
-    # Every one is bounded, so a slow step pushes back on every step before it.
-    queues = [queue.Queue(maxsize=args.queue_size) for _ in range(args.stages + 1)]
+    # Every one is bounded, so a slow step pushes back on every step before it. The kit's traced
+    # Queue is queue.Queue with a name: the thread table shows which queue a thread waits on.
+    names = [f"stage{s}_queue" for s in range(1, args.stages + 1)] + ["consumer_queue"]
+    queues = [traced.Queue(args.queue_size, name=name) for name in names]
     stop = threading.Event()  # set when producing should end: by the clock or by Ctrl-C
     kit.cancel_on_interrupt(stop)
     produced: dict[str, int] = {}
@@ -136,7 +142,11 @@ def main(argv=None) -> int:
     log.info("started %d producers, %d consumers and %d stage workers; producing for %.1fs",
              len(producers), args.consumers, args.stages * args.stage_workers, args.duration)
 
-    stop.wait(args.duration)  # returns early if Ctrl-C set it
+    # Sample how full each queue is while producing; stop.wait returns early if Ctrl-C set it.
+    fill, samples, end = {q.name: 0.0 for q in queues}, 0, time.monotonic() + args.duration
+    while (remaining := end - time.monotonic()) > 0 and not stop.wait(min(SAMPLE_S, remaining)):
+        samples += 1
+        fill = {q.name: fill[q.name] + q.qsize() / q.maxsize for q in queues}
     stop.set()
     for thread in producers:
         thread.join(timeout=PUT_TIMEOUT + 1)
@@ -151,8 +161,10 @@ def main(argv=None) -> int:
     total_produced, total_consumed = sum(produced.values()), sum(consumed.values())
     stages = {f"stage_{s}": sum(counts.values()) for s, counts in enumerate(handled, start=1)}
     log.info("produced %d, consumed %d", total_produced, total_consumed)
+    fills = {f"{name}_fill": round(100 * f / max(samples, 1)) for name, f in fill.items()}
     kit.emit_result(produced=total_produced, **stages, consumed=total_consumed,
-                    left=sum(q.qsize() for q in queues))
+                    left=sum(q.qsize() for q in queues), **fills,
+                    unfinished=sum(q.unfinished_tasks for q in queues))
     return 0 if all(n == total_produced for n in [*stages.values(), total_consumed]) else 1
 
 

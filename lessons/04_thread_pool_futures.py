@@ -3,8 +3,9 @@
 Problem:
     A ``ThreadPoolExecutor`` keeps a team of workers and hands back a ``Future`` per task: a receipt
     to wait on (with a timeout), to ask for the result or the exception, or to cancel while queued.
-    The GIL lets one thread at a time run Python and waiting (sleep, sockets) releases it: threads
-    speed up I/O, not pure-Python crunching; that needs processes (``ProcessPoolExecutor``).
+    The GIL lets one thread at a time run Python; waiting (sleep, sockets) releases it. So threads
+    speed up I/O, not pure-Python crunching: that takes processes (``ProcessPoolExecutor``), C code
+    that drops the GIL as it works (``hashlib``, ``zlib``, numpy) or a free-threaded build (3.13t).
 
 What to watch:
     Tasks finish out of submit order; task 3's error shows only when its future is asked. In the CPU
@@ -12,7 +13,8 @@ What to watch:
 
 Expected output:
     ``io_thread_speedup`` near ``--workers``, ``cpu_thread_speedup`` near 1 (the GIL),
-    ``cpu_process_speedup`` near the number of cores; failed = 1, cancelled = ``--workers``.
+    ``cpu_process_speedup`` near the number of free cores (about ``cores`` - ``load_1m``: above 1
+    only with 2 or more free); failed = 1, cancelled = ``--workers``.
 
 Failure modes:
     Never asking a future: the task's exception vanishes; call ``result()`` or ``exception()``.
@@ -20,12 +22,14 @@ Failure modes:
     Timeouts and ``cancel()`` never stop a running task: it must check a stop flag (lesson 07).
 
 Exercises:
-    1. Run ``--workload cpu --workers 2`` then ``--workers 4`` on a 2-core machine: why does the
-       process speed-up stop near 2 while ``--workload io --executor thread`` keeps growing?
-    2. In ``tour``, replace the submit/as_completed loop with ``list(pool.map(fetch, ...))``: where
-       does task 3's ``ValueError`` appear, and what happens to the results after it?
-    3. Run ``--workload cpu --executor process --cpu-loops 1000 --tasks 64``: why do processes now
-       lose to serial? Raise ``--cpu-loops`` until they win again: what does each task cost them?
+    1. Run ``--workload io --executor thread`` and raise ``--workers`` until the I/O batch runs at
+       least 5x faster than one by one (``io_thread_speedup``). Why can't ``--workload cpu
+       --executor process`` grow the same way past ``cores``?
+    2. In ``tour``, replace the submit/as_completed loop with one over ``pool.map(fetch, ...)``
+       that logs ``"returned %d"`` per value: where does task 3's ``ValueError`` surface now (the
+       run fails), and what becomes of the results of tasks 4-6?
+    3. Make processes lose to one-by-one on CPU work (``cpu_process_speedup`` below 1, with
+       ``--cpu-loops`` at most 10,000): shrink the tasks, add more. What does each task cost them?
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ TIMEOUT = 30.0  # seconds before any wait gives up: reached only by a bug or a s
 def build_parser():
     parser = kit.lesson_parser(__doc__)
     parser.add_argument("--workload", choices=("both", "io", "cpu"), default="both",
-                        help="io: tasks sleep (GIL released); cpu: tasks loop in Python (GIL held)")
+                        help="io: tasks sleep (GIL released); cpu: Python loops (GIL needed)")
     parser.add_argument("--executor", choices=("both", "thread", "process"), default="both",
                         help="pool for the timed batches (the tour always uses threads)")
     parser.add_argument("--workers", type=kit.int_range(1, 8), default=4,
@@ -91,7 +95,7 @@ def io_task(ms: int):
 
 
 def cpu_task(loops: int):
-    sum(i * i for i in range(loops))  # pure Python: this thread holds the GIL the whole time
+    sum(i * i for i in range(loops))  # needs the GIL: threads take ~5 ms turns (switch interval)
     return os.getpid(), threading.current_thread().name
 
 
@@ -136,6 +140,10 @@ def timed(pool, func, arg, tasks: int):
 def main(argv=None) -> int:
     args = parse_args(argv)
     log = kit.setup(args)
+    # Free cores decide a CPU speed-up: the load average (Unix) before our batches counts busy ones.
+    machine = {"cores": os.cpu_count() or 1}
+    if hasattr(os, "getloadavg"):
+        machine["load_1m"] = round(os.getloadavg()[0], 2)
     stop = threading.Event()  # set by Ctrl-C / Stop: no new batch starts; pools shut down cleanly
     kit.cancel_on_interrupt(stop)
     with ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="Worker") as pool:
@@ -165,7 +173,7 @@ def main(argv=None) -> int:
                     serial[workload] / seconds, 2)
                 log.info("%s x%d on %d %s workers in %d process(es): %.2fx serial", workload,
                          args.tasks, len(ran_on), kind, len({pid for pid, _ in ran_on}), speedup)
-    kit.emit_result(**counts, **timings)
+    kit.emit_result(**counts, **timings, **machine)
     return 0 if (counts["failed"] == int(args.fail_task > 0)
                  and counts["cancelled"] == args.workers) else 1
 

@@ -19,7 +19,9 @@ Expected output:
     ``Result: requests = 12``, ``mismatches_with_global`` well above 0 (around 10: in each wave
     of requests every handler but the last writer reads a foreign id),
     ``mismatches_with_local = 0``, ``connections_with_global`` usually 1 (one connection shared by
-    all: unsafe) and ``connections_with_local = 4`` (one per handler).
+    all: unsafe) and ``connections_with_local = 4`` (one per handler). ``global_ms`` and
+    ``local_ms`` about 300: the handlers wait for their databases at the same time, a quarter of
+    ``serial_ms = 1200`` (all 12 requests' I/O one after another).
 
 Failure modes:
     A module global (or a class attribute, or any object all threads reach) for per-request data
@@ -30,13 +32,15 @@ Failure modes:
     end). In asyncio code, where many tasks share one thread, use ``contextvars`` instead.
 
 Exercises:
-    1. Run with ``--workers 2 --requests 1``: how many mismatches can the global round have at
-       most, and why exactly that many?
-    2. Run with ``--io-ms 1`` and then ``--io-ms 500``: the mismatches stay. Why does the length of
-       the "I/O" not matter once every handler starts at the same time?
-    3. Serve the requests from a ``concurrent.futures.ThreadPoolExecutor(max_workers=2)`` (one task
-       per request) instead of one thread per handler. How many connections does the local round
-       open now, and which request id does a task see if it forgets to set its own?
+    1. Run the smallest burst, ``--workers 2 --requests 1``: the global round mixes up exactly one
+       request (``mismatches_with_global = 1``). Why one, and never two?
+    2. Make the shared context safe without ``threading.local``: hold one module-level
+       ``threading.Lock`` around each ``handle()`` call. ``mismatches_with_global`` drops to 0;
+       compare ``global_ms`` with ``serial_ms``: what did the lock cost?
+    3. A handler serves its requests one after another, as a pool thread serves task after task.
+       Set ``context.request_id`` only if the context has none yet (as ``connection()`` opens the
+       connection once) and make the local round read back stale ids (``mismatches_with_local``
+       above 0). Which id does request 2 see?
 """
 
 from __future__ import annotations
@@ -49,8 +53,7 @@ import types
 from lessons import kit
 
 ROUNDS = ("global", "local")
-# Seconds a handler waits for the others at the start line; plenty, they start in ms.
-START_TIMEOUT = 5.0
+START_TIMEOUT = 5.0  # seconds a handler waits for the others at the start line; they start in ms
 
 
 class Connection:
@@ -70,8 +73,7 @@ def build_parser():
                         help="request handler threads (at least 2: one alone mixes nothing up)")
     parser.add_argument("--requests", type=kit.int_range(1, 100), default=3,
                         help="requests each handler serves in each round")
-    # 100 ms: a slowish database query, and long enough to see the handlers wait in the
-    # thread table.
+    # 100 ms: a slowish database query, long enough to see the handlers wait in the thread table.
     parser.add_argument("--io-ms", type=kit.int_range(1, 1000), default=100,
                         help="milliseconds each request waits for its (pretend) database")
     return parser
@@ -116,8 +118,8 @@ def handler(context, start: threading.Barrier, args, outcome: dict, log):
     outcome[me] = (mismatches, connections)  # only this thread writes its own key
 
 
-def run_round(name: str, args, log) -> tuple[int, int]:
-    """Run every handler over one context; return (mismatches, distinct connections used)."""
+def run_round(name: str, args, log) -> tuple[int, int, int]:
+    """Run every handler over one context; return (mismatches, connections used, milliseconds)."""
     # One object for everybody (exactly what a module-level global is), or one namespace per thread.
     context = types.SimpleNamespace() if name == "global" else threading.local()
     start = threading.Barrier(args.workers)  # the start line; only the handlers wait on it
@@ -126,28 +128,32 @@ def run_round(name: str, args, log) -> tuple[int, int]:
                                  args=(context, start, args, outcome, log))
                 for i in range(1, args.workers + 1)]
     log.info("%s round: %d handlers, %d requests each", name, args.workers, args.requests)
+    began = time.perf_counter()
     for thread in handlers:
         thread.start()
     for thread in handlers:  # generous: the start line, then each request's I/O plus 1 s of slack
         thread.join(timeout=START_TIMEOUT + args.requests * (args.io_ms / 1000 + 1))
+    ms = round((time.perf_counter() - began) * 1000)
     mismatches = sum(m for m, _ in outcome.values())
     connections = set().union(*(c for _, c in outcome.values()))
-    log.info("%s round: %d mismatched contexts, connections used: %d",
-             name, mismatches, len(connections))
-    return mismatches, len(connections)
+    log.info("%s round: %d mismatched contexts, connections used: %d, %d ms",
+             name, mismatches, len(connections), ms)
+    return mismatches, len(connections), ms
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     log = kit.setup(args)
-    mismatches, connections = {}, {}
+    mismatches, connections, ms = {}, {}, {}
     for name in ROUNDS:
-        mismatches[name], connections[name] = run_round(name, args, log)
-    kit.emit_result(requests=args.workers * args.requests,
-                    mismatches_with_global=mismatches["global"],
+        mismatches[name], connections[name], ms[name] = run_round(name, args, log)
+    requests = args.workers * args.requests
+    kit.emit_result(requests=requests, mismatches_with_global=mismatches["global"],
                     mismatches_with_local=mismatches["local"],
                     connections_with_global=connections["global"],
-                    connections_with_local=connections["local"])
+                    connections_with_local=connections["local"],
+                    global_ms=ms["global"], local_ms=ms["local"],
+                    serial_ms=requests * args.io_ms)  # what the rounds would take one at a time
     return 0 if mismatches["local"] == 0 and connections["local"] == args.workers else 1
 
 

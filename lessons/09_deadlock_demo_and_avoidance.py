@@ -24,11 +24,12 @@ Failure modes:
     failure. One fixed back-off everywhere trades the deadlock for a livelock; randomise it.
 
 Exercises:
-    1. Run ``--strategy livelock --max-attempts 50``: always in step. With ``UNDO_S = 0``, five runs
-       break free after different numbers of attempts. Why? What does a lockstep need to last?
-    2. Sort by ``id(lock)`` in ``ordered``: does it still work? What must all threads agree on?
-    3. Run ``--strategy random-backoff`` with ``--seed 1``, ``2`` and ``3`` and compare
-       ``random_backoff_attempts``; then set ``RANDOM_MAX_S = 0.02`` (no more than ``UNDO_S``).
+    1. Keep the livelock's equal back-off but start Transfer-BA's retry schedule 50 ms later: with
+       ``--strategy livelock`` both get through. What does a lockstep need to last?
+    2. In ``ordered``, let Transfer-BA sort the accounts in reverse: ``--strategy ordered`` makes
+       the kit report a deadlock again. What must every thread agree on?
+    3. Set ``RANDOM_MAX_S = 0.02`` (no more than ``UNDO_S``): ``--strategy random-backoff`` (seed 7)
+       no longer gets through in 15 attempts. Why is a small random range not enough?
 """
 
 from __future__ import annotations

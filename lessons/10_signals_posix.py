@@ -13,9 +13,9 @@ Problem:
 What to watch:
     The Installer thread's ``signal.signal()`` fails with ``ValueError``. After ``--usr1-after`` s
     the Sender thread sends SIGUSR1 to its own process, yet the handler runs in MainThread; each
-    worker logs a progress report and carries on. Press Ctrl-C (or SIGINT / SIGTERM on the page, or
-    ``kill -USR1 <pid>`` with the logged pid): "got SIGINT: stopping workers", then every worker
-    logs "stopping cleanly" at once. In the thread table workers sit in ``waiting-event``.
+    worker logs a progress report and carries on. Press Ctrl-C (or SIGINT / SIGTERM on the page,
+    ``kill -USR1 <pid>`` with the logged pid, or ``--term-after``): "got SIGINT: stopping workers",
+    then every worker logs "stopping cleanly" at once. Workers sit in ``waiting-event``.
 
 Expected output:
     ``ended_by = timeout`` (or ``SIGINT``, ``SIGTERM``), ``workers_stopped_cleanly = 3``,
@@ -30,12 +30,12 @@ Failure modes:
     start-up, in the main thread. No thread can be killed from outside: each checks an Event.
 
 Exercises:
-    1. Run with ``--duration 60``; from another terminal ``kill -USR1 <pid>`` a few times, then
-       ``kill -TERM <pid>``; match ``signals_received`` and ``reports`` to what you did.
-    2. Set ``TICK = 3.0`` and press Ctrl-C: how long until "got SIGINT", and why does the handler,
-       which runs at once, not cut the main thread's ``stop.wait`` short?
-    3. Make a second Ctrl-C end the process at once, for a worker stuck where it never checks
-       ``stop``: call ``os._exit(130)`` in the handler. What does it skip that the clean path does?
+    1. End the run early with SIGTERM (the page's button, ``kill -TERM <pid>`` or ``--term-after
+       3``): every worker still stops cleanly, ``shutdown_ms`` under 300, exit 0.
+    2. Set ``TICK = 3.0`` and send SIGTERM 1 s in (``--term-after 1``): ``shutdown_ms`` passes
+       1000 though the handler ran at once. Why does it not cut ``stop.wait(TICK)`` short?
+    3. Make SIGTERM end the process at once, for a worker that never checks ``stop``: call
+       ``os._exit(143)`` in the handler for SIGTERM, send one. What does the run skip?
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ def build_parser():
                         help="milliseconds per work item: the longest a worker takes to notice")
     parser.add_argument("--usr1-after", type=kit.float_range(0, 600), default=2.0,
                         help="seconds until the Sender thread sends SIGUSR1 to us (0: never)")
+    parser.add_argument("--term-after", type=kit.float_range(0, 600), default=0.0,
+                        help="seconds until the Sender sends SIGTERM to us, like kill (0: never)")
     return parser
 
 
@@ -93,11 +95,15 @@ def try_to_install(handler, outcome: list, log):
                  "thread, before any worker starts", error)
 
 
-def send_usr1(delay: float, stop: threading.Event, log):
-    if delay <= 0 or not hasattr(signal, "SIGUSR1") or stop.wait(delay):
-        return  # not asked for, not on this platform (Windows), or stopped first
-    log.info("sending SIGUSR1 to my own process: which thread will run the handler?")
-    os.kill(os.getpid(), signal.SIGUSR1)
+def send_to_self(args, stop: threading.Event, log):
+    began = time.monotonic()
+    for after, name in sorted([(args.usr1_after, "SIGUSR1"), (args.term_after, "SIGTERM")]):
+        if after <= 0 or not hasattr(signal, name):
+            continue  # not asked for (0), or not on this platform (Windows has no SIGUSR1)
+        if stop.wait(max(0.0, began + after - time.monotonic())):
+            return  # stopped first
+        log.info("sending %s to my own process: which thread will run the handler?", name)
+        os.kill(os.getpid(), getattr(signal, name))
 
 
 def main(argv=None) -> int:
@@ -122,7 +128,7 @@ def main(argv=None) -> int:
     installed: list[str] = []  # the Installer thread's outcome, read after it is joined
     threads = [threading.Thread(target=try_to_install, name="Installer",
                                 args=(on_signal, installed, log)),
-               threading.Thread(target=send_usr1, name="Sender", args=(args.usr1_after, stop, log))]
+               threading.Thread(target=send_to_self, name="Sender", args=(args, stop, log))]
     workers = [threading.Thread(target=worker, name=f"Worker-{i + 1}",
                                 args=(stop, reports[i], args.item_ms / 1000, summary, log))
                for i in range(args.workers)]

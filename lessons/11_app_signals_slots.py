@@ -9,14 +9,15 @@ Problem:
     lock. A ``Popup`` connected by a bound method is held weakly: once collected, its slot is gone.
 
 What to watch:
-    In the log's thread column, "counted item" (direct slot) comes from Worker-1..N, "showing item"
-    (queued) only from UI, just after its emit. Halfway, the Barrier's last worker closes the popup:
+    The thread column: "counted item (direct)" comes from Worker-1..N, "showing item (queued)"
+    only from UI, just after its emit. Halfway, the Barrier's last worker closes the popup:
     ``len(item_ready)`` drops from 3 to 2, the popup gets no more. UI idles in ``waiting-queue``.
 
 Expected output:
     ``emitted = delivered_direct = delivered_queued`` (24 with defaults),
-    ``slot_threads = {'direct': ['Worker-1', 'Worker-2', 'Worker-3'], 'queued': ['UI']}``,
-    ``popup_calls = 12`` (the first half only) and ``dropped_after_gc = 1``.
+    ``slot_threads = {'count_item': ['Worker-1', 'Worker-2', 'Worker-3'], 'show_item': ['UI']}``,
+    ``popup_calls = 12`` (the first half only), ``dropped_after_gc = 1``, ``shown_outside_ui = 0``;
+    ``slowest_emit_ms`` and ``ui_lag_ms`` (UI busy after the last emit) a few ms at most.
 
 Failure modes:
     Tempting but wrong: a worker calling the consumer itself, or a direct slot changing UI state
@@ -26,16 +27,18 @@ Failure modes:
     calling slots under its lock deadlocks a slot that emits: copy the list under it, call outside.
 
 Exercises:
-    1. Connect ``ui.show_item`` without ``loop=``: which threads appear in ``slot_threads``, and
-       what must ``UI`` then guard with a lock?
-    2. Give ``UI.show_item`` a 20 ms ``time.sleep``: do the workers slow down? Now do the same to
-       ``Stats.count_item``, the direct slot, and compare the run times.
+    1. Connect ``ui.show_item`` without ``loop=``: now its calls run in the Workers
+       (``shown_outside_ui`` above 0), none in UI. What must ``UI`` then guard with a lock?
+    2. Give the queued slot ``UI.show_item`` a ``time.sleep(0.1)``: the workers do not slow down
+       (``slowest_emit_ms`` stays small) but UI falls behind (``ui_lag_ms`` over 500). Then try
+       the direct slot ``Stats.count_item``: which numbers move now?
     3. Give ``Popup`` a reference cycle (``self.me = self`` in ``__init__``) and delete the
-       ``gc.collect()`` line: why does ``popup_calls`` grow and ``dropped_after_gc`` fall to 0?
+       ``gc.collect()`` line: ``popup_calls`` grows past half, ``dropped_after_gc`` falls to 0. Why?
 """
 
 from __future__ import annotations
 
+import collections
 import gc
 import threading
 import time
@@ -44,6 +47,10 @@ from lessons import kit
 from lessons.kit.signals import EventLoop, Signal
 
 BARRIER_TIMEOUT = 10.0  # seconds at half-time: workers arrive ms apart, so 10 s means one broke
+
+
+def delivery() -> str:  # how the running slot was called: only queued calls run in UI (no emits)
+    return "queued" if threading.current_thread().name == "UI" else "direct"
 
 
 def build_parser():
@@ -72,7 +79,8 @@ class Stats:
         with self._lock:
             self.calls += 1
             self.threads.add(threading.current_thread().name)
-        self.log.info("counted item %d of %s (direct)", number, worker, extra={"slot": "direct"})
+        self.log.info("counted item %d of %s (%s)", number, worker, delivery(),
+                      extra={"slot": "count_item"})
 
 
 class UI:
@@ -80,7 +88,8 @@ class UI:
 
     def __init__(self, log) -> None:
         self.log = log
-        self.shown, self.threads = 0, set()
+        self.shown, self.last_at = 0, 0.0
+        self.threads: collections.Counter[str] = collections.Counter()  # thread name -> calls
 
     def run(self, loop: EventLoop, stop: threading.Event, timeout: float) -> None:
         self.log.info("event loop running: every queued slot runs here, one call at a time")
@@ -89,9 +98,11 @@ class UI:
 
     def show_item(self, worker: str, number: int) -> None:
         self.shown += 1
-        self.threads.add(threading.current_thread().name)
-        self.log.info("showing item %d of %s, %d shown (queued)", number, worker, self.shown,
-                      extra={"slot": "queued"})
+        self.threads[threading.current_thread().name] += 1
+        # delivery() says "direct" if it was connected without loop=: then it needs a lock.
+        self.log.info("showing item %d of %s, %d shown (%s)", number, worker, self.shown,
+                      delivery(), extra={"slot": "show_item"})
+        self.last_at = time.monotonic()
 
 
 class Popup:
@@ -110,8 +121,9 @@ def worker(item_ready: Signal, args, half_time: threading.Barrier, emitted: dict
         if number == args.items // 2 + 1:
             half_time.wait(timeout=BARRIER_TIMEOUT)  # every worker has emitted its first half
         time.sleep(args.item_ms / 1000)  # stands for real work
-        item_ready.emit(me, number)  # the worker knows nothing about who listens
-        emitted[me] = number  # only this thread writes its own key
+        began = time.perf_counter()
+        item_ready.emit(me, number)  # knows nothing about who listens; direct slots run right now
+        emitted[me] = (number, max(time.perf_counter() - began, emitted.get(me, (0, 0))[1]))
 
 
 def main(argv=None) -> int:
@@ -137,7 +149,7 @@ def main(argv=None) -> int:
 
     half_time = threading.Barrier(args.workers, action=close_popup)
     workers_done = threading.Event()  # set by main after joining every worker; UI's loop watches it
-    emitted: dict[str, int] = {}
+    emitted: dict[str, tuple[int, float]] = {}  # worker -> (items, slowest emit s); its own key
     budget = BARRIER_TIMEOUT + args.items * args.item_ms / 1000 + 5  # seconds: worst case, plus 5
     ui_thread = threading.Thread(target=ui.run, name="UI", args=(ui_loop, workers_done, budget + 5))
     workers = [threading.Thread(target=worker, name=f"Worker-{i}",
@@ -148,12 +160,18 @@ def main(argv=None) -> int:
     for thread in workers:
         thread.join(timeout=budget)
     workers_done.set()  # UI drains the calls already queued, then its loop returns
-    ui_thread.join(timeout=10)
-    total = sum(emitted.values())
+    done_at = time.monotonic()
+    ui_thread.join(timeout=budget)  # a slow UI may still have a backlog to show
+    total = sum(n for n, _ in emitted.values())
+    slowest = max((s for _, s in emitted.values()), default=0.0)
     kit.emit_result(emitted=total, delivered_direct=stats.calls, delivered_queued=ui.shown,
-                    slot_threads={"direct": sorted(stats.threads), "queued": sorted(ui.threads)},
-                    popup_calls=len(popup_calls), dropped_after_gc=sum(dropped))
-    return 0 if total == stats.calls == ui.shown and ui.threads == {"UI"} else 1
+                    slot_threads={"count_item": sorted(stats.threads),
+                                  "show_item": sorted(ui.threads)},
+                    popup_calls=len(popup_calls), dropped_after_gc=sum(dropped),
+                    shown_outside_ui=ui.shown - ui.threads["UI"],
+                    slowest_emit_ms=round(slowest * 1000, 1),
+                    ui_lag_ms=round(max(0.0, ui.last_at - done_at) * 1000))
+    return 0 if total == stats.calls == ui.shown == ui.threads["UI"] else 1
 
 
 if __name__ == "__main__":

@@ -11,11 +11,14 @@ What to watch:
     The worker's first line comes from ``Dummy-1``: ``threading`` invents a dummy Thread for a
     thread Python did not start, until the worker renames it ``Qt-Worker``. Each step logs twice:
     the function slot in ``Qt-Worker``, the receiver's in ``MainThread`` (Qt: ``Qt mainThread``).
-    Python never sees an alien thread end, so ``Qt-Worker`` stays "alive" in the thread table.
+    Up to Python 3.12 ``threading`` never sees an alien thread end: ``Qt-Worker`` stays "alive" in
+    the thread table. 3.13+ drops it once Python forgets the thread's state: here as soon as
+    ``Worker.run`` returns, while the QThread still runs (gh-114423).
 
 Expected output:
     Ten steps, then ``progress_received = 10``, ``slot_threads`` with ``receiver_slot: MainThread``
-    and ``function_slot: Qt-Worker``, ``finished_cleanly = 1``. Without PySide6: ``skipped = 1``.
+    and ``function_slot: Qt-Worker``, ``receiver_behind_ms`` near 0 (each call is delivered as it is
+    queued), ``finished_cleanly = 1``. Without PySide6: ``skipped = 1``.
 
 Failure modes:
     Touching a widget from the worker, or connecting its slot with ``DirectConnection``, runs GUI
@@ -24,12 +27,13 @@ Failure modes:
     ``terminate()`` can kill a thread holding a lock: ask it to stop, ``quit()``, ``wait(timeout)``.
 
 Exercises:
-    1. Run with ``--receiver-connection direct``: which thread runs ``Receiver.on_progress`` now,
-       and why would that be a bug if the receiver were a progress bar?
-    2. Delete the line in ``Worker.run`` that renames the Python thread: what do the log lines and
-       ``worker_thread_name`` say, and why can't ``threading`` know the QThread's name?
-    3. Add ``time.sleep(0.2)`` to ``Receiver.on_progress``: the worker still finishes on time, but
-       the main thread's lines lag behind. Where do the queued calls wait meanwhile?
+    1. Make ``Receiver.on_progress`` run in ``Qt-Worker`` for every step by running with
+       ``--receiver-connection direct``. Were the receiver a progress bar, that is the bug.
+    2. Delete the line in ``Worker.run`` that renames the Python thread: the worker's log lines
+       (and ``worker_thread_name``) now say ``Dummy-N``, as ``threading`` cannot read Qt's name.
+    3. Add ``time.sleep(0.2)`` to ``Receiver.on_progress`` (a slow GUI update): the worker still
+       finishes in ``worker_ms``, but the receiver ends over 750 ms later (``receiver_behind_ms``)
+       with every step delivered: the queued calls wait in the main thread's event queue.
 """
 
 from __future__ import annotations
@@ -73,9 +77,11 @@ def make_classes(QtCore, stop: threading.Event, log):
             self.steps, self.step_s = steps, step_s
             # Written in the worker thread; main reads them only after thread.wait() returned.
             self.sent, self.python_name, self.thread_name = 0, "", ""
+            self.began = self.done_at = 0.0  # time.monotonic() when run() began and ended
 
         @QtCore.Slot()
         def run(self) -> None:
+            self.began = time.monotonic()
             me = threading.current_thread()
             self.python_name = me.name
             log.info("Python sees %r (a %s): Qt started this thread", me.name, type(me).__name__)
@@ -88,16 +94,19 @@ def make_classes(QtCore, stop: threading.Event, log):
                 time.sleep(self.step_s)  # stands for real work: a download, a file scan...
                 self.sent += 1
                 self.progress.emit(step)  # direct slots run before emit returns; queued ones later
+            self.done_at = time.monotonic()
             self.finished.emit()
 
     class Receiver(QtCore.QObject):  # lives in the main thread, as every widget must
         def __init__(self) -> None:
             super().__init__()
-            self.received, self.threads = 0, set()
+            # Written by the thread that runs the slot: main, unless the connection is direct.
+            self.received, self.threads, self.last_at = 0, set(), 0.0
 
         @QtCore.Slot(int)
         def on_progress(self, step: int) -> None:
             self.received += 1
+            self.last_at = time.monotonic()
             self.threads.add(threading.current_thread().name)
             log.info("receiver slot: step %d (Qt calls this thread %r)",
                      step, QtCore.QThread.currentThread().objectName())
@@ -156,6 +165,9 @@ def main(argv=None) -> int:
                     slot_threads={"receiver_slot": ", ".join(sorted(receiver.threads)),
                                   "function_slot": ", ".join(sorted(function_threads))},
                     receiver_connection=args.receiver_connection,
+                    worker_ms=round((worker.done_at - worker.began) * 1000),
+                    # How long after the worker's last emit its last step reached the receiver.
+                    receiver_behind_ms=max(0, round((receiver.last_at - worker.done_at) * 1000)),
                     worker_thread_name=worker.thread_name, python_name_before=worker.python_name,
                     timed_out=int(timed_out.is_set()), finished_cleanly=int(finished))
     return 0 if finished and not timed_out.is_set() and receiver.received == worker.sent else 1

@@ -19,14 +19,19 @@ Failure modes:
     ``time.sleep`` in a coroutine stalls the whole loop: use ``asyncio.sleep`` or ``to_thread``.
     asyncio objects (loop, queues, events, futures) are not thread-safe: ``queue.put_nowait`` or
     ``loop.call_soon`` from another thread does not even wake the loop; only ``*_threadsafe`` calls
-    may cross. In the loop's thread, ``run_coroutine_threadsafe(...).result()`` deadlocks on itself.
+    may cross (``--asyncio-debug`` catches such a call: it raises in the calling thread). In the
+    loop's thread, ``run_coroutine_threadsafe(...).result()`` deadlocks on itself.
 
 Exercises:
-    1. Run ``--block-ms 1000 --asyncio-debug``: the lag follows; debug mode names the culprit.
-    2. In ``feeder``, call ``items.put_nowait(item)`` directly: why does ``max_handoff_ms`` grow?
-       With ``--asyncio-debug``, why does a feeder die, and the consumer hang despite its timeout?
-    3. In ``consume``, wait on ``run_coroutine_threadsafe(consumed_so_far(stats), loop)`` with
-       ``.result(timeout=2)``: why does it always time out? And without the timeout?
+    1. Run with ``--block-ms 1000 --asyncio-debug``: the lag follows the block (800 ms or more),
+       and asyncio's debug mode logs the culprit ("Executing <Task ...> took 1.0 seconds").
+    2. In ``feeder``, replace ``loop.call_soon_threadsafe(items.put_nowait, item)`` with
+       ``items.put_nowait(item)`` and run with ``--feed-ms 50``: ``max_handoff_ms`` passes 250, as
+       nothing wakes the loop until a feeder asks its question.
+    3. At the end of ``consume``, ask the loop the way a feeder does, but from the loop's thread:
+       ``asyncio.run_coroutine_threadsafe(consumed_so_far(stats), asyncio.get_running_loop())``
+       then ``.result(timeout=1)`` on what it returns. The run fails with ``TimeoutError``: the
+       loop's thread waits for itself. (Without the timeout it would hang.)
 """
 
 from __future__ import annotations
@@ -151,7 +156,11 @@ def main(argv=None) -> int:
     log = kit.setup(args)
     stop = threading.Event()  # set by Ctrl-C; feeders check it before each item
     kit.cancel_on_interrupt(stop)
-    result = asyncio.run(lesson(args, stop, log), debug=args.asyncio_debug)
+    try:
+        result = asyncio.run(lesson(args, stop, log), debug=args.asyncio_debug)
+    except TimeoutError:  # every wait above has a timeout: say which one ran out, in the log
+        log.exception("a wait timed out: nobody answered in time (see Failure modes)")
+        return 1
     kit.emit_result(**result)
     return 0 if result["items_from_threads"] == result["items_consumed"] else 1
 

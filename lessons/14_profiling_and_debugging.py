@@ -5,7 +5,9 @@ Problem:
     lists threads, ``sys._current_frames()`` gives their stacks, ``faulthandler`` prints them from C
     (even when Python is wedged), ``threading.excepthook`` catches what a thread raises, and
     ``threading.setprofile`` counts each thread's calls. From outside, ``py-spy dump --pid PID``
-    (``py-spy top``: live) prints each thread's stack by name; it needs ptrace (root, SYS_PTRACE).
+    (``pip install py-spy``) prints each thread's stack by name. It attaches with ptrace: as your
+    own user if ``/proc/sys/kernel/yama/ptrace_scope`` is 0; at 1 or 2, or in a container without
+    CAP_SYS_PTRACE (Docker's default), only with it (``sudo``, ``--cap-add SYS_PTRACE``); 3: never.
 
 What to watch:
     ``Crashing-Worker`` logs its crash through the lesson's hook. Each thread is listed with where
@@ -13,23 +15,23 @@ What to watch:
     them apart), but only one is in the *same* call a sample later. Then the faulthandler dump.
 
 Expected output:
-    ``stuck_thread = Stuck-Worker`` at the ``release.wait`` line, ``exceptions_caught = 1``; in
+    ``stuck_thread = Stuck-Worker`` at ``release.wait``, ``exceptions_caught = 1``; in
     ``calls_per_thread`` about 2000 per busy worker, dozens for ``Stuck-Worker``, and hundreds for
-    the crasher: its hook's logging runs in the dying thread.
+    the crasher: its hook's logging runs in the dying thread. ``main_thread_calls = 0``.
 
 Failure modes:
     ``print`` to find a hang shifts its timing and shows only where you guessed: read the stacks.
     ``try/except: pass`` around a thread body hides crashes; ``threading.excepthook`` sees them all.
-    ``setprofile`` (per-line twin: ``settrace``, for debuggers) reaches only later threads (3.12:
-    ``setprofile_all_threads``) and slows every call: remove it after use.
+    ``setprofile`` (per line: ``settrace``) reaches only later threads and slows every call.
 
 Exercises:
-    1. Run with ``--linger 60`` and, in another terminal, ``py-spy dump --pid PID`` (PID is the
-       ``native_id`` of ``MainThread``): compare with the faulthandler dump. What does it add?
-    2. Make ``Stuck-Worker`` block on ``lock.acquire()`` of a ``threading.Lock`` that main holds:
-       does ``find_stuck`` still find it? Why not (hint: where does ``acquire`` run)?
-    3. Add ``faulthandler.register(signal.SIGUSR1, all_threads=True)`` in ``main``, run with
-       ``--linger 30`` and send ``kill -USR1 PID``: a dump on demand, written by C code.
+    1. Profile ``MainThread`` too: add ``sys.setprofile(count_calls)`` by ``threading.setprofile``
+       (and ``sys.setprofile(None)`` in ``finally``): ``main_thread_calls`` then counts its calls.
+    2. Make ``Stuck-Worker`` poll: ``while not release.is_set(): time.sleep(0.01)``. ``find_stuck``
+       misses it (``stuck_count = 0``), though the dump shows it: no wait frame, as in a C call.
+    3. Add ``faulthandler.register(signal.SIGUSR1, file=usr1_dump, all_threads=True)`` in the
+       ``with`` and run with ``--usr1-after 0.5`` (or ``--linger 30``, then press SIGUSR1): a dump
+       on demand, written by C code. Before, SIGUSR1's default action ends the run at once.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import collections
 import faulthandler
 import os
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -45,7 +48,8 @@ import time
 
 from lessons import kit
 
-JOIN_TIMEOUT = 10.0  # 1,000,000 profiled calls take ~1 s; Stuck-Worker's extra wait past --linger
+SIGNALS = ("SIGINT", "SIGUSR1")  # buttons; SIGUSR1's default action kills us, until exercise 3
+JOIN_TIMEOUT = 10.0  # 1,000,000 profiled calls take ~1 s; Stuck-Worker waits this past --linger
 
 
 def build_parser():
@@ -56,6 +60,8 @@ def build_parser():
                         help="seconds between the two stack samples that tell stuck from busy")
     parser.add_argument("--linger", type=kit.float_range(0, 600), default=0,
                         help="seconds to stay stuck after the inspection, to attach py-spy")
+    parser.add_argument("--usr1-after", type=kit.float_range(0, 5), default=0,
+                        help="seconds after the inspection to send ourselves SIGUSR1 (0: never)")
     return parser
 
 
@@ -68,9 +74,7 @@ def checksum(n: int) -> int:
 
 
 def busy_worker(calls: int, log) -> None:
-    total = 0
-    for i in range(calls):  # a plain loop: a generator would add a "call" event per item
-        total += checksum(i)
+    total = sum(map(checksum, range(calls)))  # one "call" event each (a generator would add more)
     log.info("made %d checksum calls (total %d)", calls, total)
 
 
@@ -116,15 +120,13 @@ def find_stuck(gap: float, log) -> tuple[list[str], list[tuple[str, str]]]:
     return sorted(t.name for t in mine), stuck
 
 
-def dump_all_stacks(log) -> None:
-    """faulthandler writes from C to a file (not stdout: JSON only there); we add thread names."""
+def log_dump(dump, label: str, log) -> None:
+    """Log the faulthandler dump in file ``dump`` (from C: not through logging), names added."""
     names = {thread.ident: thread.name for thread in threading.enumerate()}
-    with tempfile.TemporaryFile("w+") as dump:
-        faulthandler.dump_traceback(dump, all_threads=True)
-        dump.seek(0)
-        for line in dump.read().splitlines():
-            line = re.sub(r"0x[\da-f]+", lambda m: f"{m[0]} ({names.get(int(m[0], 0), '?')})", line)
-            log.info("faulthandler| %s", line)
+    dump.seek(0)
+    for line in dump.read().splitlines():
+        line = re.sub(r"0x[\da-f]+", lambda m: f"{m[0]} ({names.get(int(m[0], 0), '?')})", line)
+        log.info("%s| %s", label, line)
 
 
 def main(argv=None) -> int:
@@ -146,8 +148,7 @@ def main(argv=None) -> int:
         log.error("uncaught %s: %s", hook.exc_type.__name__, hook.exc_value,
                   exc_info=(hook.exc_type, hook.exc_value, hook.exc_traceback))
 
-    original_hook = threading.excepthook  # the default prints to stderr; we log instead
-    threading.excepthook = log_uncaught
+    threading.excepthook = log_uncaught  # the default prints to stderr; we log instead
     threading.setprofile(count_calls)  # every thread started from now on runs count_calls per call
     workers = [threading.Thread(target=busy_worker, name=f"Busy-Worker-{i}", args=(args.calls, log))
                for i in (1, 2)]  # two, to compare their counts with the others
@@ -155,26 +156,33 @@ def main(argv=None) -> int:
     waiters = [threading.Thread(target=stuck_worker, name="Stuck-Worker",
                                 args=(ready, release, args.linger + JOIN_TIMEOUT, log)),
                threading.Thread(target=heartbeat, name="Heartbeat", args=(stop,))]
-    try:
-        for thread in workers + waiters:
-            thread.start()
-        for thread in workers:
-            thread.join(timeout=JOIN_TIMEOUT)
-        ready.wait(timeout=JOIN_TIMEOUT)
-        seen, stuck = find_stuck(args.sample_gap, log)
-        dump_all_stacks(log)
-        stop.wait(args.linger)  # time for py-spy dump --pid PID (PID: MainThread's native_id)
-    finally:  # whatever happened, leave no thread stuck and no hook installed
-        release.set()
-        stop.set()
-        for thread in waiters:
-            thread.join(timeout=JOIN_TIMEOUT)
-        threading.setprofile(None)
-        threading.excepthook = original_hook
+    with tempfile.TemporaryFile("w+") as dump, tempfile.TemporaryFile("w+") as usr1_dump:
+        try:
+            for thread in workers + waiters:
+                thread.start()
+            for thread in workers:
+                thread.join(timeout=JOIN_TIMEOUT)
+            ready.wait(timeout=JOIN_TIMEOUT)
+            seen, stuck = find_stuck(args.sample_gap, log)
+            faulthandler.dump_traceback(dump, all_threads=True)
+            log_dump(dump, "faulthandler", log)
+            if args.usr1_after and not stop.wait(args.usr1_after):  # as `kill -USR1 PID` would
+                os.kill(os.getpid(), signal.SIGUSR1)
+            stop.wait(args.linger)  # time for py-spy dump --pid PID (PID: MainThread's native_id)
+            log_dump(usr1_dump, "SIGUSR1", log)  # empty, unless a SIGUSR1 handler wrote to it
+        finally:  # whatever happened, leave no thread stuck and no hook installed
+            release.set()
+            stop.set()
+            for thread in waiters:
+                thread.join(timeout=JOIN_TIMEOUT)
+            threading.setprofile(None)
+            threading.excepthook = threading.__excepthook__  # the original, which threading keeps
+            faulthandler.unregister(signal.SIGUSR1)  # if registered: before its file closes
 
     stuck_thread, stuck_where = stuck[0] if len(stuck) == 1 else (f"{len(stuck)} found", "-")
     kit.emit_result(threads_seen=seen, exceptions_caught=len(caught), calls_per_thread=dict(calls),
-                    stuck_thread=stuck_thread, stuck_where=stuck_where)
+                    main_thread_calls=calls["MainThread"], stuck_thread=stuck_thread,
+                    stuck_where=stuck_where, stuck_count=len(stuck))
     return 0 if stuck_thread == "Stuck-Worker" and len(caught) == 1 else 1
 
 

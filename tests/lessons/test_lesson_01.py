@@ -12,6 +12,7 @@ def test_every_thread_is_started_joined_and_heard_from(lesson, workers):
     result = run.result
     assert result["threads_started"] == result["threads_joined"] == int(workers)
     assert result["results_collected"] == int(workers)
+    assert result["worker_errors"] == 0  # exercise 3 makes worker 2 hand over an exception
     names = {e["thread"] for e in run.of_kind("log")}
     assert {f"Worker-{i}" for i in range(1, int(workers) + 1)} <= names
 

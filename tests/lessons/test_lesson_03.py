@@ -18,9 +18,13 @@ def thread_names(run) -> set[str]:
 def test_defaults_hand_every_item_over_one_queue(lesson):
     run = lesson("03")
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.result == {"produced": run.result["produced"], "consumed": run.result["produced"],
-                          "left": 0}, "no stages by default: the same three numbers as ever"
-    assert run.result["produced"] > 0
+    result = run.result
+    assert set(result) == {"produced", "consumed", "left", "consumer_queue_fill", "unfinished"}
+    assert result["produced"] == result["consumed"] > 0 and result["left"] == 0
+    # Consumers (66 items/s) are slower than producers (100/s): the queue stays mostly full.
+    assert result["consumer_queue_fill"] >= 50
+    # Nobody calls task_done() (exercise 2): every item and both sentinels stay "unfinished".
+    assert result["unfinished"] == result["produced"] + 2
     assert thread_names(run) == {"MainThread", "Producer-1", "Producer-2", "Consumer-1", "Consumer-2"}
 
 
@@ -35,6 +39,20 @@ def test_every_stage_handles_every_item(lesson):
     assert workers <= thread_names(run)
     stopped = [e["thread"] for e in run.of_kind("log") if e["msg"].startswith("got the sentinel")]
     assert sorted(stopped) == sorted([*workers, "Consumer-1", "Consumer-2"]), "one sentinel each"
+
+
+def test_queues_are_named_so_the_thread_table_shows_the_slow_step(lesson):
+    # 2 workers of 80 ms make a stage the slowest step (25 items/s): the queue before stage 1
+    # stays full, the ones after it nearly empty.
+    run = lesson("03", "--stages", "2", "--step-ms", "80", "--duration", "1.5")
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = run.result
+    assert result["stage1_queue_fill"] >= 60
+    assert result["stage2_queue_fill"] <= 30 and result["consumer_queue_fill"] <= 30
+    waits = {(row["name"].split("-")[0], row["waiting_for"]) for event in run.of_kind("threads")
+             for row in event["threads"] if row["state"] == "waiting-queue"}
+    assert ("Producer", "stage1_queue") in waits
+    assert ("Consumer", "consumer_queue") in waits
 
 
 def test_ctrl_c_drains_every_stage_and_exits_cleanly(tmp_path):

@@ -11,6 +11,8 @@ def test_deadlock_is_detected_and_every_fix_finishes(lesson):
 
     deadlocks = run.of_kind("deadlock")
     assert deadlocks, "the kit must see the wait-for cycle before the 1.5 s timeout ends it"
+    # Only the deadlock round: the back-off rounds' cycles (a 10 ms try-lock) end long before 0.3 s.
+    assert [d["op"] for d in deadlocks] == ["formed", "broken"]
     cycle = deadlocks[0]["cycle"]
     assert len(cycle) == 2
     assert {entry["thread"] for entry in cycle} == {"Transfer-AB", "Transfer-BA"}

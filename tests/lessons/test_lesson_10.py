@@ -119,6 +119,23 @@ def test_ends_by_itself_and_the_handler_runs_in_the_main_thread(lesson):
     assert any("ValueError" in e["msg"] for e in run.of_kind("log") if e["thread"] == "Installer")
 
 
+@posix_only
+def test_term_after_makes_the_lesson_stop_itself_with_sigterm(lesson):
+    # What a `kill -TERM <pid>` does, sent by the Sender thread after its SIGUSR1: the exercises'
+    # checks need no person at a button.
+    run = lesson("10", "--duration", "30", "--usr1-after", "0.5", "--term-after", "1")
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = run.result
+    assert result["ended_by"] == "SIGTERM"
+    assert result["signals_received"] == {"SIGUSR1": 1, "SIGTERM": 1}
+    assert result["handler_threads"] == ["MainThread"]
+    assert result["reports"] == WORKERS
+    assert result["workers_stopped_cleanly"] == WORKERS
+    assert result["shutdown_ms"] < 1000
+    sent = [m for m in run.messages() if m.startswith("sending ")]
+    assert [m.split()[1] for m in sent] == ["SIGUSR1", "SIGTERM"]
+
+
 def test_runs_standalone_in_text_mode(lesson):
     run = lesson("10", "--duration", "0.6", "--usr1-after", "0", json_mode=False)
     assert run.returncode == 0, run.stderr[-3000:]

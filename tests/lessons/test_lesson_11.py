@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
+
+from .conftest import LESSONS, ROOT
 
 
 @pytest.mark.parametrize(("workers", "items"), [(3, 8), (4, 5)])
@@ -15,15 +22,21 @@ def test_every_emit_is_delivered_once_each_way_in_the_right_thread(lesson, worke
     assert result["emitted"] == workers * items
     assert result["delivered_direct"] == result["emitted"]
     assert result["delivered_queued"] == result["emitted"]
-    assert result["slot_threads"] == {"direct": worker_names, "queued": ["UI"]}
+    assert result["slot_threads"] == {"count_item": worker_names, "show_item": ["UI"]}
+    assert result["shown_outside_ui"] == 0
+    assert result["slowest_emit_ms"] < 50, "queued calls are only posted; the direct ones are quick"
+    assert result["ui_lag_ms"] < 200, "an idle UI shows each item just after its emit"
 
-    # The log agrees, line by line: each slot's lines come from the thread that ran it.
+    # The log agrees, line by line: each slot's lines come from the thread that ran it, and say
+    # how the call came.
     logs = run.of_kind("log")
-    direct = [e["thread"] for e in logs if e.get("slot") == "direct"]
-    queued = [e["thread"] for e in logs if e.get("slot") == "queued"]
-    assert len(direct) == len(queued) == workers * items
-    assert set(queued) == {"UI"}
-    assert set(direct) == set(worker_names)
+    counted = [e for e in logs if e.get("slot") == "count_item"]
+    shown = [e for e in logs if e.get("slot") == "show_item"]
+    assert len(counted) == len(shown) == workers * items
+    assert {e["thread"] for e in shown} == {"UI"}
+    assert {e["thread"] for e in counted} == set(worker_names)
+    assert all(e["msg"].endswith("(queued)") for e in shown)
+    assert all(e["msg"].endswith("(direct)") for e in counted)
 
 
 @pytest.mark.parametrize(("workers", "items"), [(3, 8), (4, 5)])
@@ -34,3 +47,23 @@ def test_the_collected_popup_is_dropped_and_never_called_again(lesson, workers, 
     # The popup got every item of the first half (before the Barrier), none after.
     assert result["popup_calls"] == workers * (items // 2)
     assert any("popup closed" in m for m in run.messages())
+
+
+def test_ui_connected_without_a_loop_says_direct_and_runs_in_the_workers(tmp_path):
+    # The log must say what really happened: the same slot, connected directly, is "(direct)".
+    source = (LESSONS / "11_app_signals_slots.py").read_text()
+    queued = "item_ready.connect(ui.show_item, loop=ui_loop)"
+    assert source.count(queued) == 1
+    copy = tmp_path / "11_app_signals_slots.py"
+    copy.write_text(source.replace(queued, "item_ready.connect(ui.show_item)"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "lessons.kit.boot", str(copy), "--log-format", "json", "--item-ms", "10"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    shown = [e for e in events if e["kind"] == "log" and e.get("slot") == "show_item"]
+    assert len(shown) == 24
+    assert all(e["thread"].startswith("Worker-") and e["msg"].endswith("(direct)") for e in shown)
+    result = [e for e in events if e["kind"] == "result"][-1]["values"]
+    assert result["shown_outside_ui"] == result["emitted"] == 24
+    assert proc.returncode == 1, "the lesson itself insists the UI slot runs in UI only"

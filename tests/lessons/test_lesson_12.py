@@ -20,6 +20,10 @@ def test_queued_slot_runs_in_main_thread_direct_slot_in_worker(lesson):
     assert result["slot_threads"] == {"receiver_slot": "MainThread", "function_slot": "Qt-Worker"}
     assert result["python_name_before"].startswith("Dummy-")
     assert result["finished_cleanly"] == 1 and result["timed_out"] == 0
+    # Six steps of 20 ms each: the worker cannot be faster; the main loop keeps pace with it, so the
+    # receiver's last call comes right after the worker's last emit (1 s: a margin for slow machines).
+    assert result["worker_ms"] >= 6 * 20
+    assert 0 <= result["receiver_behind_ms"] < 1000
     # The log lines carry the thread that wrote them: the same story from the other side.
     threads = {e["msg"].split(":")[0]: e["thread"] for e in run.of_kind("log") if "slot: step" in e["msg"]}
     assert threads == {"receiver slot": "MainThread", "function slot": "Qt-Worker"}
@@ -31,6 +35,7 @@ def test_direct_connection_runs_the_receiver_in_the_worker_thread(lesson):
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.result["slot_threads"]["receiver_slot"] == "Qt-Worker"
     assert run.result["progress_received"] == 3
+    assert run.result["receiver_behind_ms"] == 0  # called inside emit, before the worker finished
 
 
 @needs_pyside6

@@ -3,6 +3,8 @@ exception through threading.excepthook, and counts calls per thread with threadi
 
 from __future__ import annotations
 
+import signal
+
 from .conftest import LESSONS
 
 
@@ -18,6 +20,7 @@ def test_finds_the_stuck_thread_and_where_it_waits(lesson):
     assert run.returncode == 0, run.stderr[-3000:]
     result = run.result
     assert result["stuck_thread"] == "Stuck-Worker"  # and not the Heartbeat decoy, also in a wait
+    assert result["stuck_count"] == 1
     assert result["stuck_where"] == f"14_profiling_and_debugging.py:{stuck_line()} in stuck_worker"
     assert result["threads_seen"] == ["Heartbeat", "MainThread", "Stuck-Worker"]
     # The faulthandler dump went through the log (stdout stays JSON) with names added to thread ids.
@@ -40,4 +43,15 @@ def test_excepthook_catches_the_crash_and_profile_counts_calls(lesson):
     for name in ("Busy-Worker-1", "Busy-Worker-2"):
         assert 5000 <= calls[name] < 5000 + 500
     assert 0 < calls["Stuck-Worker"] < 500
-    assert "MainThread" not in calls  # threading.setprofile reaches only threads started after it
+    # threading.setprofile reaches only threads started after it: MainThread was already running.
+    assert "MainThread" not in calls and result["main_thread_calls"] == 0
+    assert not [m for m in run.messages() if m.startswith("SIGUSR1|")]  # no handler, no dump
+
+
+def test_sigusr1_without_a_handler_ends_the_process(lesson):
+    # What the page's SIGUSR1 button does to the lesson as shipped: the signal's default action
+    # ends the process before the result (exercise 3 registers faulthandler for it instead).
+    run = lesson("14", "--usr1-after", "0.1")
+    assert run.returncode == -signal.SIGUSR1
+    assert not run.of_kind("result")
+    assert any(m.startswith("faulthandler|") for m in run.messages())  # the hunt came first
