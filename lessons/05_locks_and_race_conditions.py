@@ -1,47 +1,44 @@
 """Locks and race conditions: lost updates on a shared counter, fixed by a Lock or an RLock.
 
 Problem:
-    ``counter = counter + 1`` is three steps: read the value, add one, write it back. When two
-    threads interleave between the read and the write, both write the same number and one
-    increment is lost. Threads first add to a counter with no lock (updates vanish), then with a
-    ``Lock`` around read-and-write (none vanish), then with an ``RLock`` taken twice by the same
-    thread: a function that holds the lock calls a helper that takes it again. An RLock counts
-    how often its owner took it; a plain Lock would make its owner wait for itself forever.
+    ``counter = counter + 1`` is three steps: read, add one, write back. Two threads that
+    interleave between the read and the write both write the same number: one increment is lost.
+    Threads add to a counter with no lock (updates vanish), with a ``Lock`` around read-and-write
+    (none vanish), then with an ``RLock`` that a function holds while its helper takes it again:
+    an RLock counts its owner's takes; a plain Lock would make its owner wait for itself forever.
 
 What to watch:
     ``unlocked`` far below ``expected``; ``locked`` and ``rlocked`` exactly on it. In the thread
     table, ``Locked-*`` and ``RLocked-*`` threads take turns holding ``counter-lock`` or
     ``counter-rlock`` while the others show ``waiting-lock``; ``Unlocked-*`` threads never wait,
-    which is the bug (done in 0.1 s, the table may miss them). Each phase's "in ... ms" is the
-    price of taking turns: every hand-over wakes a waiting thread. Last, the main thread holds
-    ``counter-lock`` and asks for it again: it waits for itself until a timeout, the
-    self-deadlock an RLock avoids.
+    which is the bug. Each phase's "in ... ms" is the price of taking turns. Last, the main thread
+    asks again for ``counter-lock`` it holds and waits for itself until a timeout.
 
 Expected output:
-    Three "counter = ..." lines, then ``Result: expected = 4000, unlocked = 1000, locked = 4000,
-    rlocked = 4000, lost_updates = 3000`` with the defaults. The gap in ``unsafe_increment`` makes
-    the threads take turns so evenly that ``unlocked`` is usually just ``--increments``: all the
-    threads together do the work of one. Some updates are lost on every run. With
-    ``--switch-interval S`` (> 0) the gap is plain Python and ``sys.setswitchinterval(S)`` decides
-    how often the interpreter forces a switch: the longer S, the rarer a switch lands in the gap.
+    ``Result: expected = 4000, unlocked = 1000, locked = 4000, rlocked = 4000, lost_updates =
+    3000`` with the defaults: the gap makes the threads take turns so evenly that all of them
+    together do the work of one. With ``--switch-interval S`` (> 0) the gap is plain Python and
+    ``sys.setswitchinterval(S)`` decides how often a switch is forced: the longer S, the rarer
+    one lands in the gap.
 
 Failure modes:
-    Trusting the GIL: it makes each bytecode atomic, not your read-modify-write, so a shared
-    counter needs a ``Lock``. A test that passes with a bare ``counter += 1`` proves little: CPython
-    3.10+ switches threads only at calls and loop jumps, so the race is rare, not gone. Taking a
-    plain ``Lock`` again in a helper deadlocks the thread with itself; use an ``RLock`` there (or
-    split the helper into a version that assumes the lock is held). Locking only the write, not
-    the read, still loses updates: the lock must cover read and write together.
+    Trusting the GIL. With it, CPython runs some C-implemented steps whole (``list.append``,
+    ``d[key] = v`` for a str or int key), but ``counter += 1`` on a shared name is several
+    bytecodes (load, add, store), and one bytecode that calls Python code (``__add__``,
+    ``__setitem__``, a property) can switch threads inside it; free-threaded builds (3.13t) have
+    no GIL at all. A read-modify-write needs a ``Lock`` over the read and the write together; a
+    test passing without one proves little (the race is rare, not gone). A plain ``Lock`` taken
+    again in a helper deadlocks its owner with itself: use an ``RLock``.
 
 Exercises:
-    1. In ``bump_locked``, move ``with lock:`` so it guards only the write in ``unsafe_increment``
-       (pass the lock down). Run again: what happens to ``locked``, and why?
-    2. Change ``counter_rlock`` in ``main`` to ``traced.Lock("counter-rlock")`` and run with
-       ``--threads 2 --increments 100``. Watch the thread table, then press Stop: which thread is
-       waiting for which lock, and who holds it?
-    3. Run ``--switch-interval 0.000001``, then ``0.001`` and ``0.01``, a few times each (or sweep
-       it on the page with Run xN): in how many runs are updates lost, and why does a longer
-       interval hide the race without fixing it? Try ``--increments 10000`` at ``0.001``.
+    1. In ``bump_locked``, write the increment out (``value = counter.value``, ``counter.gap()``,
+       ``counter.value = value + 1``) and put ``with lock:`` around the write only: make
+       ``locked`` fall below ``expected`` although every write is locked.
+    2. Make ``counter_rlock`` in ``main`` a ``traced.Lock("counter-rlock")`` and run with
+       ``--threads 2 --increments 100``: the kit reports a deadlock (an ``RLocked`` thread waits
+       for a lock it holds itself) and the phase is given up after ``STALL`` seconds.
+    3. Find a ``--switch-interval`` (try 0.000001, 0.001, 0.1) at which the unlocked counter loses
+       no update three runs in a row: the race is hidden, not fixed (the code did not change).
 """
 
 from __future__ import annotations
@@ -54,7 +51,7 @@ from lessons import kit
 from lessons.kit import traced  # drop-in twins of threading's locks that the dashboard can see
 
 LINE_UP_TIMEOUT = 5.0  # seconds the Barrier waits for every thread; threads start in microseconds
-JOIN_TIMEOUT = 60.0  # the largest locked phase (16 threads x 10,000) takes about 15 s on 2 cores
+STALL = 1.0  # seconds without one increment before a phase counts as stuck (exercise 2)
 SELF_WAIT = 0.2  # how long main lets a Lock keep it waiting for itself: long enough to see it
 GAP_LOOPS = 20  # the plain-Python gap: ~1 us of loop jumps, each a point where a switch may fall
 
@@ -135,14 +132,21 @@ def race(log, label: str, target, threads: int, increments: int, *lock, gap=give
     """Run ``threads`` threads of ``target`` on a fresh counter; return its final value."""
     counter = Counter(gap)
     line_up = threading.Barrier(threads)  # releases the threads together, once all have arrived
-    workers = [threading.Thread(target=target, name=f"{label}-{i}",
+    # Daemons: they hold nothing but this counter, and a stuck one must not keep the process alive.
+    workers = [threading.Thread(target=target, name=f"{label}-{i}", daemon=True,
                                 args=(counter, increments, line_up, *lock))
                for i in range(1, threads + 1)]
     began = time.perf_counter()
     for worker in workers:
         worker.start()
-    for worker in workers:
-        worker.join(timeout=JOIN_TIMEOUT)
+    # Join while the counter moves: a fixed timeout would have to cover 16 x 10,000 locked
+    # increments (~15 s); a deadlocked phase (exercise 2) shows in STALL seconds of no progress.
+    while alive := [w for w in workers if w.is_alive()]:
+        before = counter.value
+        alive[0].join(timeout=STALL)
+        if alive[0].is_alive() and counter.value == before:
+            log.error("%s: no progress in %.0f s; %d threads stuck", label, STALL, len(alive))
+            break
     expected = threads * increments
     log.info("%s: counter = %d, expected %d (%d lost) in %.0f ms", label.lower(), counter.value,
              expected, expected - counter.value, (time.perf_counter() - began) * 1000)
@@ -174,8 +178,7 @@ def main(argv=None) -> int:
     log.info("a Lock asked again by its owner: %s after %.1f s; an RLock would say yes at once",
              "granted" if reentered else "refused", SELF_WAIT)
 
-    lost = expected - unlocked
-    if lost == 0:
+    if (lost := expected - unlocked) == 0:
         log.warning("no lost updates this time: the race is still there, it just did not show")
     kit.emit_result(expected=expected, unlocked=unlocked, locked=locked, rlocked=rlocked,
                     lost_updates=lost, plain_lock_reentered=int(reentered))

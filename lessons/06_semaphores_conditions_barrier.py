@@ -3,31 +3,33 @@
 Problem:
     A ``Semaphore`` counts permits: 8 clients share 3 connections; a 4th waits for one to come back.
     A ``Condition`` lets a thread sleep until a fact about shared state holds ("there is room"):
-    here a bounded buffer built by hand, as ``queue.Queue`` is. A ``Barrier`` makes a team finish
+    here a bounded buffer built by hand, like ``queue.Queue`` (whose three conditions, not_empty,
+    not_full and all_tasks_done for ``join()``, share one lock). A ``Barrier`` makes a team finish
     step N before anyone starts N+1; ``abort()`` breaks it: the others get ``BrokenBarrierError``.
 
 What to watch:
     Clients log at most ``(3/3 in use)``; the rest wait on ``connections``, unfairly: who releases
-    and asks again often wins. The producer waits on ``not-full``, consumers on ``not-empty``.
-    ``Slice-N`` threads reach each barrier one by one and leave together, until the last one aborts.
+    and asks again often wins. Consumers wait on ``not-empty`` (they start first), the producer on
+    ``not-full``. ``Slice-N`` threads reach each barrier one by one and leave together.
 
 Expected output:
-    observed_max = limit = 3, sent = received = 20, phases_completed = 3, barrier_broken = 1 and
-    broken_waits = 2: the last slice failed an extra step, and both others saw the break.
+    observed_max = limit = 3, pool_ms ~ 330, sent = received = 20, phases_completed = 3,
+    barrier_broken = 1, broken_waits = 2, broken_wait_ms ~ 40: the last slice aborts an extra step.
 
 Failure modes:
     A ``Lock`` lets one client in, not three; a counter checked outside a lock lets a fourth in.
     Use a ``BoundedSemaphore``: a plain one released too often quietly grows. Polling with ``sleep``
-    is slow; a bare ``wait()`` may wake to a stolen item: use ``wait_for(predicate, timeout)``.
-    A barrier without a timeout hangs the team when a member dies.
+    is slow; a ``wait()`` under an ``if`` may wake to nothing (``notify_all()``, or a faster thread
+    took it): use ``wait_for(predicate, timeout)``. A barrier without a timeout hangs the team.
 
 Exercises:
-    1. Run ``--connections 1``, then ``--connections 8``: how do run time and observed_max change?
-       Which of them would a ``Lock`` give you?
-    2. In ``BoundedBuffer.get``, replace ``wait_for`` with one ``wait()`` under an ``if``; run
-       ``--consumers 4 --buffer-size 1 --items 200``: why does a consumer die of ``IndexError``?
-    3. Make the last slice sleep ``BARRIER_TIMEOUT * 1.5`` instead of calling ``abort()``: who sees
-       ``BrokenBarrierError`` now, and after how long? Then try ``barrier.reset()`` and a retry.
+    1. Make the pool act as a ``Lock``: choose ``--connections`` so one client is in at a time
+       (observed_max = 1) and the client phase (``pool_ms``) takes about 3x longer.
+    2. In ``put`` wake all consumers (``notify_all()``); in ``get`` use ``if not self.items:
+       self.not_empty.wait(timeout)`` instead of ``wait_for``. With ``--consumers 4 --buffer-size
+       1``, a consumer woken to an empty buffer crashes with ``IndexError``.
+    3. Make the last slice sleep ``BARRIER_TIMEOUT * 1.5`` instead of ``return barrier.abort()``:
+       all 3 slices see ``BrokenBarrierError``, the waiting ones after ``BARRIER_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def client(pool, gauge: dict, gauge_lock, start_line: threading.Barrier, args, l
 
 
 class BoundedBuffer:
-    """A hand-made ``queue.Queue``: one lock, two conditions on it, as in CPython's Lib/queue.py."""
+    """``queue.Queue`` by hand, as in CPython's Lib/queue.py, without ``join()``'s condition."""
 
     def __init__(self, capacity: int) -> None:
         self.items, self.capacity = collections.deque(), capacity
@@ -107,6 +109,7 @@ class BoundedBuffer:
 
 def producer(buffer: BoundedBuffer, args, counts: dict, log) -> None:
     for item in range(1, args.items + 1):
+        time.sleep(0.002)  # making an item takes 2 ms, using one 10 ms: the buffer fills up
         buffer.put(item, TIMEOUT)
         counts["sent"] += 1  # only the producer writes this key
         log.info("put item %d (%d/%d)", item, len(buffer.items), buffer.capacity)
@@ -119,7 +122,7 @@ def consumer(buffer: BoundedBuffer, counts: dict, log) -> None:
     while (item := buffer.get(TIMEOUT)) is not None:
         counts[me] = counts.get(me, 0) + 1  # only this thread writes its own key
         log.info("got item %d", item)
-        time.sleep(0.01)  # slower than the producer (who does not sleep): the buffer fills up
+        time.sleep(0.01)  # stands for the work an item needs
 
 
 def slice_worker(barrier: threading.Barrier, n: int, args, done: list, broken: dict, log) -> None:
@@ -128,21 +131,23 @@ def slice_worker(barrier: threading.Barrier, n: int, args, done: list, broken: d
         if step > args.phases and n == args.parties:  # the last to arrive fails the extra step
             log.warning("step %d failed here; abort() so the others stop waiting", step)
             return barrier.abort()
+        began = time.perf_counter()
         try:
             if barrier.wait(timeout=BARRIER_TIMEOUT) == 0:  # exactly one slice per step gets 0
                 done.append(step)
                 log.info("all %d slices arrived: step %d done", args.parties, step)
         except threading.BrokenBarrierError:
-            broken[n] = step  # one key per thread
-            log.warning("step %d: barrier broken; stopping instead of waiting forever", step)
-            return
+            broken[n] = round((time.perf_counter() - began) * 1000)  # one key per thread
+            return log.warning("step %d: barrier broken; stopping, not waiting forever", step)
 
 
-def run_all(threads: list[threading.Thread]) -> None:
+def run_all(threads: list[threading.Thread]) -> int:  # -> ms from first start to last join
+    began = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=TIMEOUT)  # a healthy run needs well under a second
+    return round((time.perf_counter() - began) * 1000)
 
 
 def main(argv=None) -> int:
@@ -153,26 +158,28 @@ def main(argv=None) -> int:
     gauge = {"now": 0, "peak": 0}  # clients holding a connection: now, and the most at once
     gauge_lock = traced.Lock("gauge")  # guards gauge; held for one update, never while waiting
     start_line = threading.Barrier(args.clients)  # lines the clients up (more on barriers below)
-    run_all([threading.Thread(target=client, name=f"Client-{i}",
-                              args=(pool, gauge, gauge_lock, start_line, args, log))
-             for i in range(1, args.clients + 1)])
+    pool_ms = run_all([threading.Thread(target=client, name=f"Client-{i}",
+                                        args=(pool, gauge, gauge_lock, start_line, args, log))
+                       for i in range(1, args.clients + 1)])
 
     buffer, counts = BoundedBuffer(args.buffer_size), {"sent": 0}
-    run_all([threading.Thread(target=producer, name="Producer", args=(buffer, args, counts, log)),
-             *[threading.Thread(target=consumer, name=f"Consumer-{i}", args=(buffer, counts, log))
-               for i in range(1, args.consumers + 1)]])
+    # Consumers first: all of them wait on the empty buffer when the first item arrives.
+    run_all([*[threading.Thread(target=consumer, name=f"Consumer-{i}", args=(buffer, counts, log))
+               for i in range(1, args.consumers + 1)],
+             threading.Thread(target=producer, name="Producer", args=(buffer, args, counts, log))])
     received = sum(n for name, n in counts.items() if name != "sent")
 
     barrier = threading.Barrier(args.parties)
     done: list[int] = []  # steps every slice finished; one slice per step appends
-    broken: dict[int, int] = {}  # slice → the step in which it saw the barrier broken
+    broken: dict[int, int] = {}  # slice → ms it waited before it saw the barrier broken
     run_all([threading.Thread(target=slice_worker, name=f"Slice-{i}",
                               args=(barrier, i, args, done, broken, log))
              for i in range(1, args.parties + 1)])
 
-    kit.emit_result(limit=args.connections, observed_max=gauge["peak"], sent=counts["sent"],
-                    received=received, phases_completed=len(done),
-                    barrier_broken=int(barrier.broken), broken_waits=len(broken))
+    kit.emit_result(limit=args.connections, observed_max=gauge["peak"], pool_ms=pool_ms,
+                    sent=counts["sent"], received=received, phases_completed=len(done),
+                    barrier_broken=int(barrier.broken), broken_waits=len(broken),
+                    broken_wait_ms=max(broken.values(), default=0))
     ok = gauge["peak"] <= args.connections and counts["sent"] == received == args.items
     return 0 if ok and len(done) == args.phases else 1
 

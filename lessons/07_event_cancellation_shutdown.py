@@ -18,7 +18,7 @@ What to watch:
 Expected output:
     Each worker logs a step every ``--pause-s`` seconds; after ``--duration`` seconds the main
     thread cancels. ``Result: responsive_ms`` is a few milliseconds, ``sleepy_ms`` about half a
-    pause (~500 with the defaults), ``workers = 6``, ``all_joined = 1``.
+    pause (~500 of ``pause_ms = 1000`` with the defaults), ``workers = 6``, ``all_joined = 1``.
 
 Failure modes:
     ``time.sleep`` in a worker loop looks harmless but makes shutdown as slow as the longest sleep;
@@ -29,12 +29,13 @@ Failure modes:
     timeout and report the threads still alive.
 
 Exercises:
-    1. Run with ``--pause-s 5``: how do the two latencies change, and why does only one
-       of them move?
-    2. Run with ``--duration 2`` (a whole number of pauses): ``sleepy_ms`` grows to about a whole
-       pause. Where does the cancel land relative to the sleepers' pauses? What is the worst case?
-    3. Change one line so the sleepy workers become responsive too, and check that ``sleepy_ms``
-       drops below 10 ms.
+    1. Run with ``--pause-s 5``: ``sleepy_ms`` passes 2,000 while ``responsive_ms`` stays under
+       100. Only the sleepers' latency follows the pause.
+    2. Choose a ``--duration`` that makes the sleepers answer as late as they ever can:
+       ``sleepy_ms`` at least 90% of ``pause_ms``, because the cancel lands just after their pause
+       began. (Why is ``--duration 2``, a whole number of pauses, a coin toss?)
+    3. Change one line so the sleepy workers become responsive too: ``sleepy_ms`` drops below a
+       tenth of a pause.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ def main(argv=None) -> int:
         log.error("still running after their join timeout: %s", ", ".join(still_alive))
 
     kit.emit_result(responsive_ms=latency_ms["responsive"], sleepy_ms=latency_ms["sleepy"],
+                    pause_ms=round(args.pause_s * 1000),
                     workers=sum(len(group) for group in groups.values()),
                     all_joined=int(not still_alive))
     return 0 if not still_alive else 1

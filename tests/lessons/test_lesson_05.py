@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import pytest
+
+from .conftest import ROOT, lesson_module
 
 
 def check(result: dict, expected: int) -> None:
@@ -51,3 +57,18 @@ def test_switch_interval_hides_the_race_without_fixing_the_locks(lesson):
 def test_switch_interval_is_bounded(lesson):
     run = lesson("05", "--switch-interval", "2")
     assert run.returncode == 2 and "switch-interval" in run.stderr
+
+
+def test_a_deadlocked_phase_is_given_up_and_does_not_keep_the_process_alive():
+    # Exercise 2's mistake: a plain Lock where the RLock belongs, so each RLocked thread waits for
+    # a lock it holds. The phase must end after STALL seconds without progress (not a 60 s join
+    # per thread), and its stuck daemon workers must not stop the process from exiting.
+    script = ("import importlib, logging; from lessons.kit import traced; "
+              f"m = importlib.import_module({lesson_module('05')!r}); "
+              "print(m.race(logging.getLogger(), 'Stuck', m.bump_rlocked, 2, 100, traced.Lock('x')))")
+    began = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          timeout=30, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["0"]
+    assert time.monotonic() - began < 10

@@ -23,11 +23,18 @@ def test_the_semaphore_is_filled_but_never_exceeded(default_run):
     in_use = [e["msg"] for e in default_run.of_kind("log") if "in use)" in e["msg"]]
     assert len(in_use) == 8 * 3
     assert all(m.endswith("/3 in use)") and int(m.split("(")[1].split("/")[0]) <= 3 for m in in_use)
+    # 24 queries of 40 ms, 3 at a time: at least 8 rounds (320 ms), far from one at a time (960 ms).
+    assert 320 <= result["pool_ms"] < 900
 
 
 def test_clients_queue_on_the_traced_semaphore(default_run):
     waits = [e for e in default_run.of_kind("sync") if e["op"] == "wait" and e["obj"] == "connections"]
     assert waits and all(e["thread"].startswith("Client-") for e in waits)
+
+
+def test_consumers_wait_for_items_and_the_producer_for_room(default_run):
+    waits = {(e["thread"], e["obj"]) for e in default_run.of_kind("sync") if e["op"] == "wait"}
+    assert {("Consumer-1", "not-empty"), ("Consumer-2", "not-empty"), ("Producer", "not-full")} <= waits
 
 
 def test_every_item_handed_over_exactly_once(default_run):
@@ -43,6 +50,7 @@ def test_the_barrier_keeps_step_then_breaks(default_run):
     assert result["phases_completed"] == 3
     assert result["barrier_broken"] == 1
     assert result["broken_waits"] == 2  # Slice-3 aborted; the other two slices saw the break
+    assert result["broken_wait_ms"] < 500  # at once (~40 ms), not after BARRIER_TIMEOUT (1 s)
     broken = [e["thread"] for e in default_run.of_kind("log") if "barrier broken" in e["msg"]]
     assert sorted(broken) == ["Slice-1", "Slice-2"]
 

@@ -17,10 +17,12 @@ def test_responsive_workers_stop_far_sooner_than_sleepy_ones(lesson):
     result = run.result
     assert result["all_joined"] == 1
     assert result["workers"] == 6
+    assert result["pause_ms"] == 1000
     # Defaults cancel half-way through a 1 s pause: ~1 ms against ~500 ms. Margins are wide.
     assert result["responsive_ms"] < 200
     assert result["sleepy_ms"] > 3 * result["responsive_ms"]
     assert result["sleepy_ms"] >= 250
+    assert result["sleepy_ms"] < result["pause_ms"] + 200  # at most the rest of one pause
 
 
 def test_the_table_shows_who_waits_on_the_token_and_who_sleeps(lesson):
