@@ -81,9 +81,7 @@
     var choose = $("run-exercise");
     if (choose) choose.value = card.dataset.n;
     var done = card.dataset.edit === "1" ? openEditor() : Promise.resolve();
-    done.then(function () {
-      var box = $("run-scratch");
-      if (box && card.dataset.edit === "1") box.checked = true;
+    done.then(function () {  // "run my edited copy" follows the copy: ticked once it differs
       form.scrollIntoView({ block: "nearest" });
       (card.dataset.edit === "1" && editor ? editor : form.querySelector("button[type=submit]")).focus();
     });
