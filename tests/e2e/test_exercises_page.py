@@ -18,9 +18,9 @@ def exercise_server(tmp_path_factory):
     live.stop()
 
 
-def run_and_wait(page):
+def run_and_wait(page, status="exited"):
     page.get_by_role("button", name="Run", exact=True).click()
-    expect(page.locator("#run-status")).to_contain_text("exited", timeout=15_000)
+    expect(page.locator("#run-status")).to_contain_text(status, timeout=15_000)
 
 
 def test_a_parameter_exercise_missed_then_solved(page, exercise_server, console_errors):
@@ -83,4 +83,29 @@ def test_a_prediction_is_revealed_when_the_run_ends(page, exercise_server, conso
     run_and_wait(page)  # the default count is 5
     expect(page.locator("#prediction-reveal")).to_contain_text("not this time")
     expect(page.locator("#prediction-reveal")).to_contain_text("it was 5 or more")
+    assert console_errors == []
+
+
+def test_lesson_05s_lock_exercise_solved_in_the_editor(page, server, console_errors):
+    """The real lesson: lock only the write, and see the locked counter lose updates."""
+    page.goto(server.url + "/lessons/05")
+    page.locator("#exercise-1").get_by_role("button", name="Try it").click()
+    expect(page.locator("#p-threads")).to_have_value("4")
+    expect(page.locator("#editor .ace_line").first).to_be_visible()
+    # The edit a learner makes (Ace's own find and insert, so the editor saves it as typing would).
+    page.evaluate("""(() => {
+        const editor = ace.edit('editor'), lines = editor.session.getDocument().getAllLines();
+        const at = lines.findIndex((line, i) => line === '        with lock:'
+                                   && lines[i + 1] === '            unsafe_increment(counter)');
+        const Range = ace.require('ace/range').Range;
+        editor.session.replace(new Range(at, 0, at + 2, 0),
+            '        value = counter.value\\n        counter.gap()\\n'
+            + '        with lock:\\n            counter.value = value + 1\\n');
+    })()""")
+    expect(page.locator("#editor-state")).to_have_text("your copy: edited and saved")
+    run_and_wait(page, "failed")  # the lesson's own check: the locked counter lost updates
+    expect(page.locator("#check")).to_contain_text("Exercise 1: goal reached")
+    expect(page.locator("#check")).to_contain_text("of 4000")
+    expect(page.locator("#exercise-1 details.solution[open]")).to_contain_text("the read *and* the write"
+                                                                                .replace("*", ""))
     assert console_errors == []
