@@ -207,6 +207,7 @@ def test_a_run_for_an_exercise_is_checked_with_its_evidence(client):
                                "message": "goal reached"}
     missed = start(client, params={}, exercise=1)
     assert missed["check"]["passed"] is False and missed["check"]["evidence"] == "counted to 5"
+    assert (missed["status"], missed["why"]) == ("exited", None), "a missed goal is no failed run"
     plain = start(client, params={})
     assert plain["check"] is None and plain["exercise"] is None
     events = client.get(f"/api/runs/{solved['id']}/events", headers=GOOD).get_data(as_text=True)
