@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request
 
-from . import experiment_stats
+from . import experiment_stats, practice
 from . import experiments as ex
 from . import params as param_rules
 from .lookup import manager, registry
@@ -51,6 +51,8 @@ def parse(data: dict[str, Any], from_form: bool) -> tuple[Lesson, dict, int, dic
     if lesson is None:
         raise BadInput("lesson", f"no lesson {key!r}")
     if from_form:  # the page's own fields, then the run form's parameters (hx-include)
+        # The run form's exercise, prediction and edited-copy choices are for one run, not these.
+        practice.take_fields(data)
         repeat_raw, name = data.pop("repeat", ""), str(data.pop("sweep_name", "") or "")
         texts = [t.strip() for t in str(data.pop("sweep_values", "") or "").split(",") if t.strip()]
         sweep_raw: Any = None
