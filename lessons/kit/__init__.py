@@ -11,7 +11,9 @@ A lesson does three things with it::
 Everything the kit starts runs in threads named ``threadlab-…``, which snapshots and lessons ignore.
 Settings come from the environment, so the server and the lesson share nothing but the event schema:
 ``THREADLAB_SAMPLE_INTERVAL`` (seconds between thread samples, default 0.1; 0 turns sampling off),
-``THREADLAB_PARENT_FD`` / ``THREADLAB_PARENT_PID`` (the parent watch, see :mod:`.control`).
+``THREADLAB_PARENT_FD`` / ``THREADLAB_PARENT_PID`` (the parent watch, see :mod:`.control`),
+``THREADLAB_STEP`` / ``THREADLAB_SCHEDULE`` (step mode, see :mod:`.step`; without them it is not
+even imported).
 
 Importing this package is kept light (no logging, json, ctypes or sampler until :func:`setup` or
 an attribute asks for them): ``python -m lessons.kit.boot``, the launcher of every worker, imports
@@ -48,7 +50,9 @@ __all__ = [
 ]
 
 _ARG_HELPERS = ("float_range", "int_range", "lesson_parser")
-_SUBMODULES = ("args", "control", "events", "frames", "logsetup", "sampler", "signals", "traced")
+_SUBMODULES = (
+    "args", "control", "events", "frames", "logsetup", "sampler", "signals", "step", "traced",
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -140,7 +144,12 @@ def setup(
             ).start()
         signal.signal(signal.SIGINT, _handle_sigint)
     control.watch_parent()
-    if json_mode and not sys.stdin.isatty():
+    commands = json_mode and not sys.stdin.isatty()
+    if os.environ.get("THREADLAB_STEP") == "1" or os.environ.get("THREADLAB_SCHEDULE"):
+        from . import step  # before the command reader, which may pass it a step at once
+
+        step.start(sampler.main_file, commands)
+    if commands:
         control.read_commands()
     return logging.getLogger(logger_name)
 
@@ -177,6 +186,9 @@ def _interrupt_worker() -> None:
     while True:
         signum = os.read(_wake_read, 1)[0]
         name = signal.Signals(signum).name
+        step = sys.modules.get(f"{__name__}.step")
+        if step is not None:  # step mode: let every thread go first, or none could wind down
+            step.on_interrupt()
         # One copy under the lock, then decide and act on that copy: checking the list, then
         # reading it again, would let a token registered in between be both absent and called.
         with _on_interrupt_lock:

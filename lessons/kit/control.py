@@ -6,7 +6,8 @@
   the lesson started die too. On Linux the kit also asks for SIGHUP at parent death (``prctl``), a
   second path that does not need the watchdog thread to get the GIL.
 - **Commands.** One JSON object per line on stdin, read by ``threadlab-commands``:
-  ``{"cmd": "dump"}`` writes a ``stacks`` event (every lesson thread's stack, now).
+  ``{"cmd": "dump"}`` writes a ``stacks`` event (every lesson thread's stack, now);
+  ``{"cmd": "step", ...}`` and ``{"cmd": "free"}`` drive step mode (see :mod:`.step`).
 """
 
 from __future__ import annotations
@@ -84,13 +85,21 @@ def read_commands(stream=None) -> None:
     def loop() -> None:
         for line in stream:
             try:
-                command = json.loads(line).get("cmd")
+                request = json.loads(line)
+                command = request.get("cmd")
             except (ValueError, AttributeError):
                 _log.warning("ignored a command that is not a JSON object: %r", line[:80])
                 continue
             if command == "dump":
                 events.write(stacks_event())
+            elif command in ("step", "free"):
+                from . import step  # imported by setup() already when step mode is on
+
+                step.command(request)
             else:
                 _log.warning("ignored unknown command %r", command)
+        step = sys.modules.get(f"{__package__}.step")
+        if step is not None:  # nobody can send a step any more: do not hold threads for ever
+            step.on_commands_closed()
 
     threading.Thread(target=loop, name="threadlab-commands", daemon=True).start()

@@ -40,6 +40,10 @@ HEARTBEAT = 1.0  # write a snapshot at least this often, so CPU seconds keep mov
 MAX_FINISHED = 100  # finished threads kept in snapshots; a lesson that starts thousands stays small
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# True while step mode holds threads: the stepper reports deadlocks itself, exactly and at once
+# (see step.py), so the watch here stands aside until ``free``. One writer (the stepper), read
+# once per check.
+stepping = False
 _log = logging.getLogger("threadlab.kit")
 
 
@@ -371,6 +375,8 @@ class Sampler:
         A cycle is the same while the same threads wait for the same locks; when it changes, the
         old one is over (broken, if it was reported) and the new one is watched from its own start.
         """
+        if stepping:
+            return
         found = traced.find_cycle_detail()
         watched = self._cycle
         if watched is not None and (found is None or _key(found) != _key(watched)):
@@ -386,17 +392,20 @@ class Sampler:
         if not self._cycle_reported and time.monotonic() - watched.since >= DEADLOCK_AFTER:
             self._cycle_reported = True
             events.emit("deadlock", op="formed", since=self._cycle_since, cycle=watched.cycle)
-            story = "; ".join(
-                f"{c['thread']} holds {', '.join(c['holds']) or 'nothing'} "
-                f"and waits for {c['waits_for']}"
-                for c in watched.cycle
-            )
-            _log.error("DEADLOCK detected: %s", story)
+            _log.error("DEADLOCK detected: %s", cycle_story(watched.cycle))
 
     def _report_broken(self, cycle: traced.Cycle) -> None:
         how = explain_break(cycle.cycle, cycle.idents, cycle.since)
         events.emit("deadlock", op="broken", since=self._cycle_since, cycle=cycle.cycle, how=how)
         _log.info("deadlock over after %.1f s: %s", time.monotonic() - cycle.since, how)
+
+
+def cycle_story(cycle: list[dict[str, Any]]) -> str:
+    """A deadlock's ``cycle`` as a sentence a person can read."""
+    return "; ".join(
+        f"{c['thread']} holds {', '.join(c['holds']) or 'nothing'} and waits for {c['waits_for']}"
+        for c in cycle
+    )
 
 
 def _key(cycle: traced.Cycle) -> tuple[frozenset[tuple[int, str]], float]:

@@ -22,6 +22,10 @@ end is remembered in :data:`_recent` so the deadlock watch can tell *how* a cycl
 
 :func:`install_join` makes ``Thread.join`` one more traced wait (``waiting-join``, ``obj`` the
 joined thread's name); ``kit.setup`` installs it in JSON mode only.
+
+Step mode (:mod:`.step`, only when it is on) puts its own versions over the blocking and waking
+methods here (``acquire``, ``wait``, ``notify``, ``set``, ``put``/``get``, ...): a change to how one
+of them blocks or what it reports belongs in its step-mode twin too.
 """
 
 from __future__ import annotations
