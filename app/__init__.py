@@ -44,7 +44,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     data_dir = Path(app.config["DATA_DIR"])
     data_dir.mkdir(parents=True, exist_ok=True)
 
-    from . import api, experiment_views, practice, security, sockets, views
+    from . import api, experiment_views, practice, security, sockets, stepping, views
     from .experiments import ExperimentManager
     from .registry import Registry
     from .runs import RunManager
@@ -67,6 +67,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(experiment_views.bp)
     app.register_blueprint(practice.bp)
+    app.register_blueprint(stepping.bp)
     from . import filters
 
     filters.init_app(app)

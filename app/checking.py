@@ -40,7 +40,7 @@ class Practice:
                  run_id: str) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
         """The events to log (kind, fields) and the record fields to set, for a run that ended
         with ``status``."""
-        outcome = Outcome.of(_events(log, self.wanted_kinds()), params, status)
+        outcome = Outcome.of(events_of(log, self.wanted_kinds()), params, status)
         events: list[tuple[str, dict[str, Any]]] = []
         fields: dict[str, Any] = {}
         if self.exercise is not None:
@@ -58,7 +58,7 @@ class Practice:
         return events, fields
 
 
-def _events(log: EventLog, kinds: set[bytes]) -> Iterator[dict[str, Any]]:
+def events_of(log: EventLog, kinds: set[bytes]) -> Iterator[dict[str, Any]]:
     """The run's events of ``kinds``, parsed; the others (a flood of log lines) are skipped unread."""
     cursor = -1
     while batch := log.read(cursor, READ_BATCH):

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request
 
-from . import experiment_stats, practice
+from . import experiment_stats, practice, stepping
 from . import experiments as ex
 from . import params as param_rules
 from .lookup import manager, registry
@@ -53,6 +53,7 @@ def parse(data: dict[str, Any], from_form: bool) -> tuple[Lesson, dict, int, dic
     if from_form:  # the page's own fields, then the run form's parameters (hx-include)
         # The run form's exercise, prediction and edited-copy choices are for one run, not these.
         practice.take_fields(data)
+        stepping.take_fields(data)
         repeat_raw, name = data.pop("repeat", ""), str(data.pop("sweep_name", "") or "")
         texts = [t.strip() for t in str(data.pop("sweep_values", "") or "").split(",") if t.strip()]
         sweep_raw: Any = None

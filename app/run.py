@@ -70,6 +70,7 @@ class Run:
     owner = property(lambda self: self.record.owner)
     exercise = property(lambda self: self.record.exercise)
     scratch = property(lambda self: self.record.scratch)
+    step = property(lambda self: self.record.step)
 
     # -- what the supervisor changes: read under the lock ---------------------------------------
 

@@ -125,21 +125,23 @@ class RunManager:
     # -- starting ------------------------------------------------------------------------------
 
     def start(self, lesson: Lesson, params: dict[str, Any], argv: list[str], *, reserve: int = 0,
-              owner: str = "", practice: Practice | None = None, source: str | None = None) -> Run:
+              owner: str = "", practice: Practice | None = None, source: str | None = None,
+              env: dict[str, str] | None = None) -> Run:
         """Take a slot, write the run's record, hand it to a new supervisor; return once it has
         started its process or failed to. Raises RunLimitError or StorageError, holding nothing.
         ``reserve``: slots that must stay free after this one (experiments leave room for people);
         ``owner``: who may stop it from a page (see security.may_control); ``practice``: an
         exercise to check and a prediction to reveal when it ends; ``source``: code to run instead
         of the lesson file (a learner's edited copy), kept in the run's folder under the lesson's
-        file name, so the run's page shows the code that ran."""
+        file name, so the run's page shows the code that ran; ``env``: the kit's settings for this
+        run (step mode, a schedule to replay; see app/stepping.py)."""
         run_id = new_run_id()
         if source is not None:
             lesson = replace(lesson, path=self.runs_dir / run_id / lesson.path.name)
         record = RunRecord(id=run_id, lesson=lesson.id, title=lesson.title, params=params,
                            argv=worker_argv(lesson, argv), signals=list(lesson.signals), owner=owner,
                            exercise=practice.exercise.n if practice and practice.exercise else None,
-                           scratch=source is not None)
+                           scratch=source is not None, step=bool(env))
         with self._lock:
             if self._closing:
                 raise RunLimitError("the server is shutting down")
@@ -162,7 +164,8 @@ class RunManager:
             raise
         with self._lock:
             self._runs[run.id] = run
-        supervisor = Supervisor(run, record.argv, worker_env(self.sample_interval), str(PROJECT_ROOT),
+        supervisor = Supervisor(run, record.argv, {**worker_env(self.sample_interval), **(env or {})},
+                                str(PROJECT_ROOT),
                                 time_limit=self.time_limit, release=self._release, on_end=self._ended,
                                 practice=practice)
         try:
@@ -215,6 +218,10 @@ class RunManager:
     def send_signal(self, run: Run, name: str) -> Command:
         """A declared signal to the run's process group (the caller checked the name)."""
         return run.request("signal", name=name)
+
+    def step(self, run: Run, line: bytes) -> Command:
+        """A step-mode command line for the lesson's stepper (app/stepping.py made it)."""
+        return run.request("step", line=line)
 
     def dump(self, run: Run) -> Command:
         """Ask the lesson's kit for every thread's stack (a ``stacks`` event)."""

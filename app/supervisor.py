@@ -182,6 +182,11 @@ class Supervisor:
             command.answer(202)
         elif command.kind == "dump":
             command.answer(*self.worker.send_command())
+        elif command.kind == "step":  # step mode: a step (or free) for the kit's stepper
+            if self.time_limit and "limit" in self.deadlines:
+                # While the learner thinks nothing runs: the limit counts from the latest step.
+                self.deadlines["limit"] = time.monotonic() + self.time_limit
+            command.answer(*self.worker.send_command(command.args["line"]))
         else:
             command.answer(400, f"unknown command {command.kind!r}")
 

@@ -22,7 +22,7 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from . import params as param_rules
-from . import practice, programs, security
+from . import practice, programs, security, stepping
 from .lookup import body, lesson_or_404, manager, registry, run_or_404
 from .runs import RunLimitError, StorageError
 
@@ -134,6 +134,7 @@ def start_run():
     data.pop("csrf_token", None)
     key = str(data.pop("lesson", "") or "")
     extra = practice.take_fields(data)  # exercise, prediction, scratch: beside the parameters
+    steps = stepping.take_fields(data)  # step mode, or a schedule to replay
     if "program" in data:
         if security.is_remote(current_app):
             abort(403, description="running a program by path is refused in remote mode")
@@ -186,11 +187,13 @@ def start_run():
         return _bad_param(lesson, "lesson", reason, raw, from_form)
     try:
         purpose, source = practice.practice_for(lesson, extra)
+        env = stepping.step_env(steps)
     except param_rules.ParamError as err:
         return _bad_param(lesson, err.field, err.message, {**raw, **extra}, from_form)
     try:
         owner = "" if request.is_json else security.browser_id()  # a page's run: its browser's
-        run = manager().start(lesson, values, argv, owner=owner, practice=purpose, source=source)
+        run = manager().start(lesson, values, argv, owner=owner, practice=purpose, source=source,
+                              env=env)
     except (RunLimitError, StorageError) as err:
         code = err.http_status if isinstance(err, StorageError) else 429
         if from_form and is_htmx():
@@ -210,7 +213,7 @@ def _bad_param(lesson, field: str, message: str, raw: dict, from_form: bool):
     if from_form and lesson is not None:
         # The form shows an error beside its field; one it has no field for (an unknown parameter)
         # goes at the top, named, or the learner would see a 400 and no reason.
-        key = field if lesson.param(field) or field in ("lesson", *practice.FIELDS) or (
+        key = field if lesson.param(field) or field in ("lesson", *practice.FIELDS, *stepping.FIELDS) or (
             lesson.plain and field == "args") else "_form"
         html = render_template("_partials/_run_form.html", lesson=lesson, values=raw,
                                errors={key: message if key == field else f"{field}: {message}"})

@@ -1,0 +1,173 @@
+"""Step mode: the learner is the scheduler of a run's real threads (the kit's side: lessons/kit/step.py).
+
+``POST /runs`` takes ``"step": true`` (hold every lesson thread until a step lets it go) or
+``"schedule": [...]`` (replay a finished step-mode run's steps); both reach the kit as environment
+settings, never as argv, which stays the lesson's own. ``POST /runs/<id>/step`` passes one step to
+the run's supervisor, which writes it to the kit's command input, and answers with the kit's next
+``paused`` event: the threads held now, where each will go next, and which of them can move.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from flask import Blueprint, jsonify
+
+from .checking import events_of
+from .lookup import body, manager, run_or_404
+from .output import safe_parse
+from .params import ParamError
+from .record import LIVE
+from .security import may_control
+
+bp = Blueprint("stepping", __name__)
+FIELDS = ("step", "schedule")
+UNTILS = ("line", "sync")
+MAX_STEPS = 1000  # steps in a schedule to replay (a level takes tens; a request body is 64 KB)
+ANSWER_WAIT = 2.0  # seconds a step waits for the threads to be held again before it answers 202
+NAME_CHARS = 200
+
+
+def take_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """Remove and return the step-mode fields of a ``POST /runs`` body."""
+    return {name: data.pop(name) for name in FIELDS if name in data}
+
+
+def step_env(fields: dict[str, Any]) -> dict[str, str]:
+    """The kit's settings for the run (empty: a free run); ParamError naming a bad field."""
+    step, schedule = fields.get("step"), fields.get("schedule")
+    if step not in (None, False, True, "", "on", "1", "0", "off"):
+        raise ParamError("step", "expected true or false")
+    env = {"THREADLAB_STEP": "1"} if step in (True, "on", "1") else {}
+    if schedule not in (None, ""):
+        env["THREADLAB_SCHEDULE"] = json.dumps(_schedule(schedule))
+    return env
+
+
+def _schedule(raw: Any) -> list[dict[str, Any]]:
+    if isinstance(raw, str):  # the page's form sends the list as JSON text
+        try:
+            raw = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise ParamError("schedule", "expected a list of steps (JSON)") from None
+    if not isinstance(raw, list) or not 0 < len(raw) <= MAX_STEPS:
+        raise ParamError("schedule", f"expected a list of 1 to {MAX_STEPS} steps")
+    return [_one_step(item, i) for i, item in enumerate(raw)]
+
+
+def _one_step(item: Any, i: int) -> dict[str, Any]:
+    if isinstance(item, dict) and item.get("free") is True and set(item) <= {"free", "n", "source"}:
+        return {"free": True}
+    if not isinstance(item, dict):
+        raise ParamError("schedule", f"step {i}: expected an object")
+    thread, until = item.get("thread"), item.get("until", "line")
+    if not isinstance(thread, str) or not 0 < len(thread) <= NAME_CHARS or until not in UNTILS:
+        raise ParamError("schedule", f'step {i}: expected {{"thread": name, "until": "line" or "sync"}}')
+    return {"thread": thread, "until": until}
+
+
+def schedule_of(run) -> list[dict[str, Any]]:
+    """The steps a step-mode run has taken so far, as ``POST /runs`` takes them to replay."""
+    steps = []
+    for event in events_of(run.log, {b"step"}):
+        if event.get("free") is True:
+            steps.append({"free": True})
+        elif isinstance(event.get("thread"), str):
+            steps.append({"thread": event["thread"], "until": event.get("until", "line")})
+    return steps
+
+
+@bp.post("/runs/<run_id>/step")
+def step_run(run_id: str):
+    """One step: ``thread`` (name or ident) and ``until`` (line | sync), or ``free``: let all go.
+    200 with the ``paused`` state that follows, 409 when the kit refuses it (and why), 202 when
+    the threads are still running after a while (a step into a long sleep)."""
+    run = run_or_404(run_id)
+    if not may_control(run):
+        return jsonify(error="this run was started in another browser: only that one can step it"), 403
+    if not run.step:
+        return jsonify(error="this run is not in step mode (start it with \"step\": true)"), 409
+    data = body()
+    data.pop("csrf_token", None)
+    try:
+        command = _command(data)
+    except ParamError as err:
+        return jsonify(error=f"{err.field}: {err.message}", field=err.field), 400
+    _wait_until_held(run)
+    cursor = len(run.log) - 1
+    answer = manager().step(run, (json.dumps(command) + "\n").encode())
+    if answer.code != 202:
+        return jsonify(error=answer.message, status=run.status), answer.code
+    return _kit_answer(run, cursor)
+
+
+def _command(data: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(data) - {"thread", "until", "free"})
+    if unknown:
+        raise ParamError(unknown[0], "unknown field")
+    if data.get("free") in (True, "on", "1", "true"):
+        return {"cmd": "free"}
+    thread, until = data.get("thread"), data.get("until") or "line"
+    if isinstance(thread, str) and thread.isdigit():
+        thread = int(thread)
+    if isinstance(thread, bool) or not isinstance(thread, (int, str)) or thread in ("", None):
+        raise ParamError("thread", "name or ident of a held thread")
+    if isinstance(thread, str) and len(thread) > NAME_CHARS:
+        raise ParamError("thread", "too long")
+    if until not in UNTILS:
+        raise ParamError("until", "line or sync")
+    return {"cmd": "step", "thread": thread, "until": until}
+
+
+def _wait_until_held(run) -> None:
+    """A step sent as the run starts (a script's first) waits for the threads' first hold: the
+    kit refuses a step while its threads still run their way to it."""
+    deadline = time.monotonic() + ANSWER_WAIT
+    cursor = -1
+    while (left := deadline - time.monotonic()) > 0:
+        batch = run.log.read(cursor, 1000)
+        cursor += len(batch)
+        for event in events_of_items(batch):
+            if event.get("kind") == "paused" or (
+                    event.get("kind") == "status" and event.get("status") not in LIVE):
+                return
+        if not batch:
+            run.log.wait(cursor, min(left, 0.25))
+
+
+def _kit_answer(run, cursor: int):
+    """The kit's answer to the step just sent: its refusal, or the ``step`` event that grants it
+    and then the first ``paused`` event after that one (an earlier ``paused`` is from before the
+    step, however late this request read it)."""
+    deadline = time.monotonic() + ANSWER_WAIT
+    granted = None
+    while (left := deadline - time.monotonic()) > 0:
+        batch = run.log.read(cursor, 1000)
+        cursor += len(batch)
+        for event in events_of_items(batch):
+            kind = event.get("kind")
+            if granted is None and kind == "log" and isinstance(event.get("refused"), dict):
+                return jsonify(error=str(event.get("msg", "refused")), status=run.status), 409
+            if granted is None and kind == "step":
+                granted = event
+                if event.get("free") is True:
+                    return jsonify(step=event, status=run.status), 200
+            elif granted is not None and kind == "paused":
+                return jsonify(step=granted, paused=event, status=run.status), 200
+            if kind == "status" and event.get("status") not in LIVE:
+                return jsonify(step=granted, ended=True, status=event.get("status")), 200
+        if not batch:
+            run.log.wait(cursor, min(left, 0.25))
+    return jsonify(step=granted, running=True, status=run.status), 202
+
+
+def events_of_items(batch: list) -> list[dict[str, Any]]:
+    """The events of a ``read()`` batch (parsed from disk where need be; non-events left out)."""
+    found = []
+    for line, event in batch:
+        event = event if event is not None else safe_parse(line)
+        if isinstance(event, dict):
+            found.append(event)
+    return found
