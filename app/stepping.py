@@ -13,7 +13,7 @@ import json
 import time
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, abort, jsonify, render_template, request
 
 from .checking import events_of
 from .lookup import body, manager, run_or_404
@@ -70,13 +70,22 @@ def _one_step(item: Any, i: int) -> dict[str, Any]:
 
 def schedule_of(run) -> list[dict[str, Any]]:
     """The steps a step-mode run has taken so far, as ``POST /runs`` takes them to replay."""
-    steps = []
-    for event in events_of(run.log, {b"step"}):
-        if event.get("free") is True:
+    return _history(run)[1]
+
+
+def _history(run) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The held state now (None while a step is under way: its threads run) and the steps so far."""
+    paused, steps = None, []
+    for event in events_of(run.log, {b"paused", b"step"}):
+        if event.get("kind") == "paused":
+            paused = event
+        elif event.get("free") is True:
+            paused = None
             steps.append({"free": True})
         elif isinstance(event.get("thread"), str):
+            paused = None
             steps.append({"thread": event["thread"], "until": event.get("until", "line")})
-    return steps
+    return paused, steps
 
 
 @bp.post("/runs/<run_id>/step")
@@ -86,21 +95,46 @@ def step_run(run_id: str):
     the threads are still running after a while (a step into a long sleep)."""
     run = run_or_404(run_id)
     if not may_control(run):
-        return jsonify(error="this run was started in another browser: only that one can step it"), 403
+        return _answer(run, 403, error="this run was started in another browser: only that one can step it")
     if not run.step:
-        return jsonify(error="this run is not in step mode (start it with \"step\": true)"), 409
+        return _answer(run, 409, error="this run is not in step mode (start it with \"step\": true)")
     data = body()
     data.pop("csrf_token", None)
     try:
         command = _command(data)
     except ParamError as err:
-        return jsonify(error=f"{err.field}: {err.message}", field=err.field), 400
+        return _answer(run, 400, error=f"{err.field}: {err.message}", field=err.field)
     _wait_until_held(run)
     cursor = len(run.log) - 1
-    answer = manager().step(run, (json.dumps(command) + "\n").encode())
-    if answer.code != 202:
-        return jsonify(error=answer.message, status=run.status), answer.code
+    sent = manager().step(run, (json.dumps(command) + "\n").encode())
+    if sent.code != 202:
+        return _answer(run, sent.code, error=sent.message, status=run.status)
     return _kit_answer(run, cursor)
+
+
+@bp.get("/runs/<run_id>/stepper")
+def stepper(run_id: str):
+    """The step-mode panel: the latest held state (waiting briefly for the first one)."""
+    run = run_or_404(run_id)
+    if not run.step:
+        abort(404, description="this run is not in step mode")
+    if run.live:
+        _wait_until_held(run)
+    return _panel(run)
+
+
+def _panel(run, message: str = ""):
+    with manager().viewing(run):
+        paused, steps = _history(run)
+    return render_template("_partials/_stepper.html", run=run, paused=paused, steps=steps,
+                           message=message)
+
+
+def _answer(run, code: int, **fields: Any):
+    """JSON for scripts; the step panel again for the page (htmx), with the message if any."""
+    if request.headers.get("HX-Request") == "true":
+        return _panel(run, fields.get("error", "")), 200
+    return jsonify(**fields), code
 
 
 def _command(data: dict[str, Any]) -> dict[str, Any]:
@@ -149,18 +183,18 @@ def _kit_answer(run, cursor: int):
         for event in events_of_items(batch):
             kind = event.get("kind")
             if granted is None and kind == "log" and isinstance(event.get("refused"), dict):
-                return jsonify(error=str(event.get("msg", "refused")), status=run.status), 409
+                return _answer(run, 409, error=str(event.get("msg", "refused")), status=run.status)
             if granted is None and kind == "step":
                 granted = event
                 if event.get("free") is True:
-                    return jsonify(step=event, status=run.status), 200
+                    return _answer(run, 200, step=event, status=run.status)
             elif granted is not None and kind == "paused":
-                return jsonify(step=granted, paused=event, status=run.status), 200
+                return _answer(run, 200, step=granted, paused=event, status=run.status)
             if kind == "status" and event.get("status") not in LIVE:
-                return jsonify(step=granted, ended=True, status=event.get("status")), 200
+                return _answer(run, 200, step=granted, ended=True, status=event.get("status"))
         if not batch:
             run.log.wait(cursor, min(left, 0.25))
-    return jsonify(step=granted, running=True, status=run.status), 202
+    return _answer(run, 202, step=granted, running=True, status=run.status)
 
 
 def events_of_items(batch: list) -> list[dict[str, Any]]:

@@ -93,7 +93,7 @@ def run_page(run_id: str):
 
     at = seconds_param("t")  # ?t=1.25 opens the page at that instant of the run
     lesson = registry().get(run.lesson) or programs.program_of_run(run)
-    values = {**run.params, "exercise": run.exercise, "scratch": run.scratch}
+    values = {**run.params, "exercise": run.exercise, "scratch": run.scratch, "step": run.step}
     return render_template("lesson.html", lesson=lesson, run=run, values=values, errors={}, at=at,
                            run_source=ran_source(run, lesson))
 

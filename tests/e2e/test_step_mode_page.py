@@ -1,0 +1,51 @@
+"""Step mode in the page: the learner schedules two real threads into a lost update, then replays
+the schedule and gets the same result."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.conftest import ROOT, LiveServer
+
+LESSONS = ROOT / "tests" / "fixtures" / "step_lessons"
+
+
+@pytest.fixture(scope="module")
+def step_server(tmp_path_factory):
+    live = LiveServer(tmp_path_factory.mktemp("steps"), "--lessons-dir", str(LESSONS))
+    yield live
+    live.stop()
+
+
+def press(page, label: str, then_source: dict[str, str] | None = None):
+    page.get_by_role("button", name=label, exact=True).click()
+    for thread, source in (then_source or {}).items():
+        expect(page.locator(f'#stepper tr[data-thread="{thread}"] code')).to_have_text(source)
+
+
+def test_alternating_steps_lose_an_update_and_the_replay_loses_it_again(page, step_server,
+                                                                        console_errors):
+    page.goto(step_server.url + "/lessons/01")
+    page.get_by_label("step mode: I am the scheduler").check()
+    page.get_by_role("button", name="Run", exact=True).click()
+    stepper = page.locator("#stepper")
+    expect(stepper.locator('tr[data-thread="MainThread"] code')).to_have_text("thread.start()")
+    press(page, "To next sync MainThread")
+    press(page, "To next sync MainThread", {"MainThread": "thread.join(timeout=30)"})
+    press(page, "Step A")
+    press(page, "Step B", {"A": "seen = counter.value", "B": "seen = counter.value"})
+    press(page, "Step A")
+    press(page, "Step B", {"A": "counter.value = seen + 1", "B": "counter.value = seen + 1"})
+    press(page, "Step A")
+    press(page, "Step B")
+    expect(stepper.locator("h2")).to_contain_text("8 steps so far")
+    press(page, "Run freely")
+    expect(page.locator("#run-status")).to_contain_text("exited", timeout=10_000)
+    expect(page.locator("#result")).to_contain_text("counter")
+    expect(page.locator("#result dd").first).to_have_text("1")  # one update lost, by the learner
+    expect(stepper).to_contain_text("The run has ended")
+    page.get_by_role("button", name="Replay this schedule").click()
+    expect(page.locator("#run-status")).to_contain_text("exited", timeout=10_000)
+    expect(page.locator("#result dd").first).to_have_text("1")
+    assert console_errors == []
