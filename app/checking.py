@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .eventlog import EventLog
-from .exercises import Exercise, Outcome, Prediction, judge, over_runs
+from .exercises import Exercise, Level, Outcome, Prediction, judge, over_runs
 from .output import kind_of, safe_parse
 from .progress import Progress
 
@@ -30,11 +30,17 @@ class Practice:
     prediction: Prediction | None = None
     chosen: str = ""  # the prediction's choice
 
+    def exercise_n(self, kind: str) -> int | None:
+        """The number of the exercise (``kind`` "exercise") or level ("level") the run is for."""
+        if self.exercise is None or isinstance(self.exercise, Level) != (kind == "level"):
+            return None
+        return self.exercise.n
+
     def wanted_kinds(self) -> set[bytes]:
         """The event kinds the checks look at (results always): only these are parsed."""
         checks = [*(self.exercise.checks if self.exercise else ()),
                   *(k for c in (self.prediction.choices if self.prediction else ()) for k in c.checks)]
-        return {b"result", *(str(c.name).encode() for c in checks if c.subject == "events")}
+        return {b"result", b"step", *(str(c.name).encode() for c in checks if c.subject == "events")}
 
     def verdicts(self, log: EventLog, params: dict[str, Any], status: str,
                  run_id: str) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
@@ -47,7 +53,8 @@ class Practice:
             exercise = self.exercise
             verdict = judge(exercise, outcome)
             check = self.progress.add_try(self.learner, self.lesson, exercise.n,
-                                          lambda earlier: over_runs(exercise, verdict, earlier))
+                                          lambda earlier: over_runs(exercise, verdict, earlier),
+                                          kind="levels" if isinstance(exercise, Level) else "exercises")
             events.append(("check", check))
             fields["check"] = check
         if self.prediction is not None and self.chosen:

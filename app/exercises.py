@@ -92,6 +92,20 @@ class Exercise:
 
 
 @dataclass
+class Level(Exercise):
+    """A step-mode puzzle: the learner schedules the threads until the goal shows (app/stepping.py).
+    Its solution is a schedule; fewer steps is better, and ``shortest`` is the fewest known."""
+
+    title: str = ""
+    shortest: int = 0
+    schedule: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n": self.n, "title": self.title, "goal": self.goal, "params": self.params,
+                "shortest": self.shortest}
+
+
+@dataclass
 class Choice:
     label: str
     checks: list[Check]
@@ -131,6 +145,11 @@ class Outcome:
             kept.append(event)
         return cls(values, dict(params), status, kept)
 
+    @property
+    def steps(self) -> int:
+        """Steps a learner (or a schedule) took in step mode; letting all go is no step."""
+        return sum(1 for e in self.events if e.get("kind") == "step" and isinstance(e.get("thread"), str))
+
     def subject(self, check: Check) -> Any:
         if check.subject == "value":
             return self.values.get(check.name)
@@ -168,11 +187,18 @@ class Outcome:
 
 
 def judge(exercise: Exercise, outcome: Outcome) -> dict[str, Any]:
-    """One run's verdict on one exercise: ``passed``, ``evidence`` and a ``message``."""
+    """One run's verdict on one exercise: ``passed``, ``evidence`` and a ``message``; for a level
+    also ``level``, ``steps`` and ``shortest`` (fewer steps is better)."""
     failed = [check for check in exercise.checks if not outcome.holds(check)]
     message = "goal reached" if not failed else "not yet: " + "; ".join(c.words() for c in failed)
-    return {"exercise": exercise.n, "passed": not failed, "evidence": outcome.evidence(exercise),
-            "message": message}
+    verdict = {"exercise": exercise.n, "passed": not failed, "evidence": outcome.evidence(exercise),
+               "message": message}
+    if isinstance(exercise, Level):
+        verdict.update(level=exercise.n, steps=outcome.steps, shortest=exercise.shortest)
+        if not failed:
+            verdict["message"] = (f"goal reached in {outcome.steps} steps (the shortest known: "
+                                  f"{exercise.shortest})")
+    return verdict
 
 
 def over_runs(exercise: Exercise, verdict: dict[str, Any], earlier: list[bool]) -> dict[str, Any]:
@@ -229,6 +255,28 @@ def parse(raw: Any, section: str) -> tuple[list[Exercise], Prediction | None]:
         raise SpecError(f"exercise numbers repeat: {numbers}")
     prediction = _prediction(raw["prediction"]) if "prediction" in raw else None
     return sorted(exercises, key=lambda e: e.n), prediction
+
+
+def parse_levels(raw: Any) -> list[Level]:
+    """The step-mode levels of one lesson (``[[level]]`` in its exercise file); raises SpecError."""
+    if not isinstance(raw, dict):
+        return []
+    levels = []
+    for item in _list(raw.get("level", []), "level"):
+        base = _exercise(item, {})
+        where = f"level {base.n}"
+        schedule = _list((item.get("solution") or {}).get("schedule", []), f"{where}: solution.schedule")
+        shortest = item.get("shortest", 0)
+        if not isinstance(shortest, int) or shortest < 0:
+            raise SpecError(f"{where}: shortest must be a whole number of steps")
+        if not all(isinstance(step, dict) for step in schedule):
+            raise SpecError(f"{where}: each step of the schedule is a table")
+        fields = {name: getattr(base, name) for name in Exercise.__dataclass_fields__}
+        levels.append(Level(**fields, title=_text(item.get("title", ""), where, "title"),
+                            shortest=shortest, schedule=schedule))
+    if len({level.n for level in levels}) != len(levels):
+        raise SpecError("level numbers repeat")
+    return sorted(levels, key=lambda level: level.n)
 
 
 def _exercise(raw: Any, texts: dict[int, str]) -> Exercise:

@@ -21,7 +21,7 @@ from .registry import Lesson
 from .scratch import ScratchError, ScratchStore
 
 bp = Blueprint("practice", __name__)
-FIELDS = ("exercise", "prediction", "scratch")
+FIELDS = ("exercise", "level", "prediction", "scratch")
 TRUE = (True, "1", "on", "true", "yes")
 TRIES_BEFORE_SOLUTION = 3  # failed tries after which the solution may be asked for
 
@@ -50,7 +50,11 @@ def take_fields(data: dict[str, Any]) -> dict[str, Any]:
 def practice_for(lesson: Lesson, fields: dict[str, Any]) -> tuple[Practice | None, str | None]:
     """What the run is for, and the source to run instead of the lesson's (its edited copy).
     Raises ParamError naming the field for a bad value, 403 for edits that are off."""
-    exercise = _exercise(lesson, fields.get("exercise"))
+    exercise = _exercise(lesson, fields.get("exercise"), lesson.exercises, "exercise")
+    level = _exercise(lesson, fields.get("level"), lesson.levels, "level")
+    if exercise is not None and level is not None:
+        raise ParamError("level", "a run is for one exercise or one level, not both")
+    exercise = exercise or level
     chosen = fields.get("prediction")
     chosen = "" if chosen is None else chosen
     if not isinstance(chosen, str):
@@ -74,17 +78,18 @@ def practice_for(lesson: Lesson, fields: dict[str, Any]) -> tuple[Practice | Non
     return practice, source
 
 
-def _exercise(lesson: Lesson, raw: Any) -> exercises.Exercise | None:
+def _exercise(lesson: Lesson, raw: Any, choices: list, field: str) -> exercises.Exercise | None:
+    """The exercise (or level) numbered ``raw`` among ``choices``; ParamError naming ``field``."""
     if raw in (None, ""):
         return None
     try:
         n = int(raw) if not isinstance(raw, bool) and isinstance(raw, (int, str)) else None
     except ValueError:
         n = None
-    found = next((e for e in lesson.exercises if e.n == n), None)
+    found = next((e for e in choices if e.n == n), None)
     if found is None:
-        numbers = ", ".join(str(e.n) for e in lesson.exercises) or "none"
-        raise ParamError("exercise", f"no exercise {raw!r} in this lesson (it has: {numbers})")
+        numbers = ", ".join(str(e.n) for e in choices) or "none"
+        raise ParamError(field, f"no {field} {raw!r} in this lesson (it has: {numbers})")
     return found
 
 
@@ -95,6 +100,7 @@ def api_lesson(key: str):
     """One lesson as in ``/api/lessons``, plus its ``exercises`` and ``prediction``."""
     lesson = lesson_or_404(key)
     return jsonify({**lesson.to_json(), "exercises": [e.to_json() for e in lesson.exercises],
+                    "levels": [level.to_json() for level in lesson.levels],
                     "prediction": lesson.prediction.to_json() if lesson.prediction else None,
                     "exercises_error": lesson.exercises_error or None})
 
@@ -104,6 +110,16 @@ def exercise_cards(key: str):
     """The exercise cards with this browser's progress (hints unlocked, solutions earned)."""
     lesson = lesson_or_404(key)
     return render_template("_partials/_exercises.html", lesson=lesson, cards=cards(lesson))
+
+
+@bp.app_template_global("level_cards")
+def level_cards(lesson: Lesson) -> list[dict[str, Any]]:
+    """Each level with this browser's best: solved or not, the fewest steps, and the solution
+    (the shortest known schedule) once solved."""
+    tried = manager().progress.solved(security.browser_id(), lesson.number or lesson.id, "levels")
+    return [{"level": level, "tries": int(tried.get(level.n, {}).get("tries", 0)),
+             "passed": bool(tried.get(level.n, {}).get("passed")),
+             "best": tried.get(level.n, {}).get("best")} for level in lesson.levels]
 
 
 def progress_by_lesson() -> dict[str, tuple[int, int]]:

@@ -34,21 +34,24 @@ class Progress:
         with self._lock:
             return self._read(browser)
 
-    def solved(self, browser: str, lesson: str) -> dict[int, dict[str, Any]]:
-        """The exercises of one lesson this browser tried, by number: ``tries``, ``passed``."""
-        kept = self.of(browser).get(lesson, {}).get("exercises", {})
+    def solved(self, browser: str, lesson: str, kind: str = "exercises") -> dict[int, dict[str, Any]]:
+        """The exercises (or levels) of one lesson this browser tried, by number: ``tries``,
+        ``passed`` (and a level's ``best``: the fewest steps it was solved in)."""
+        kept = self.of(browser).get(lesson, {}).get(kind, {})
         return {int(n): entry for n, entry in kept.items() if str(n).isdigit()}
 
     def add_try(self, browser: str, lesson: str, n: int,
-                decide: Callable[[list[bool]], dict[str, Any]]) -> dict[str, Any]:
+                decide: Callable[[list[bool]], dict[str, Any]], kind: str = "exercises") -> dict[str, Any]:
         """Record one checked run of exercise ``n``. ``decide`` gets the earlier verdicts (newest
         first) and returns the check; both happen under the lock, so the "runs in a row" of a
         check over several runs counts every run exactly once, whichever ends first."""
         with self._lock:
             data = self._read(browser)
-            entry = data.setdefault(lesson, {}).setdefault("exercises", {}).setdefault(
+            entry = data.setdefault(lesson, {}).setdefault(kind, {}).setdefault(
                 str(n), {"tries": 0, "passed": False, "recent": []})
             check = decide(list(entry.get("recent", [])))
+            if check["passed"] and isinstance(check.get("steps"), int):  # a level: fewest steps
+                entry["best"] = min(check["steps"], entry.get("best", check["steps"]))
             entry["tries"] = int(entry.get("tries", 0)) + 1
             entry["passed"] = bool(entry.get("passed")) or check["passed"]
             entry["recent"] = [check.get("this_run", check["passed"]), *entry.get("recent", [])][:RECENT]

@@ -53,13 +53,14 @@ class RunRecord:
     # Who may stop it from a page: a hash of the starting browser's id ("" = started by a script).
     owner: str = ""
     exercise: int | None = None  # the exercise the run was started for, checked when it ends
+    level: int | None = None  # or the step-mode level it plays (its check says in how many steps)
     check: dict[str, Any] | None = None  # that check's verdict (app/checking.py)
     prediction: dict[str, Any] | None = None  # the prediction made before it, revealed at the end
     scratch: bool = False  # it ran the browser's edited copy (kept as the run folder's source)
     step: bool = False  # step mode: its threads move only when a learner (or a schedule) says
 
     PUBLIC = ("id", "lesson", "title", "params", "status", "exit_code", "started", "ended", "pid",
-              "signals", "exercise", "check", "prediction", "scratch", "step")
+              "signals", "exercise", "level", "check", "prediction", "scratch", "step")
 
     def to_json(self) -> dict[str, Any]:
         """What ``GET /api/runs/<id>`` shows (the argv stays on disk: it is the server's business)."""
@@ -87,7 +88,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "id": (str,), "lesson": (str,), "params": (dict,), "argv": (list,), "title": (str,),
     "signals": (list,), "status": (str,), "exit_code": (int, type(None)),
     "started": (int, float), "ended": (int, float, type(None)), "pid": (int, type(None)),
-    "owner": (str,), "exercise": (int, type(None)), "check": (dict, type(None)),
+    "owner": (str,), "exercise": (int, type(None)), "level": (int, type(None)), "check": (dict, type(None)),
     "prediction": (dict, type(None)), "scratch": (bool,), "step": (bool,),
 }
 _REQUIRED = ("id", "lesson", "params", "argv", "status", "started")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import defaults, exercises
-from .exercises import Exercise, Prediction
+from .exercises import Exercise, Level, Prediction
 from .probe import Unreadable, probe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +71,7 @@ class Lesson:
     requires: tuple[str, ...] = ()
     exercises: list[Exercise] = field(default_factory=list)  # checked goals (app/exercises.py)
     prediction: Prediction | None = None  # the question asked before a run, if the lesson has one
+    levels: list[Level] = field(default_factory=list)  # step-mode puzzles (app/stepping.py)
     exercises_error: str = ""  # why its exercise file could not be used (the lesson still runs)
     error: str = ""  # why the file could not be read, if it could not
     plain: bool = False  # no build_parser: free-form arguments, run under lessons.kit.run
@@ -139,6 +140,7 @@ def _read_exercises(lesson: Lesson, raw: Any) -> None:
         return
     try:
         lesson.exercises, lesson.prediction = exercises.parse(raw, lesson.sections.get("Exercises", ""))
+        lesson.levels = exercises.parse_levels(raw)
     except exercises.SpecError as exc:
         lesson.exercises_error = f"exercises/{lesson.id}.toml: {exc}"
 

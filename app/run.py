@@ -69,6 +69,7 @@ class Run:
     started = property(lambda self: self.record.started)
     owner = property(lambda self: self.record.owner)
     exercise = property(lambda self: self.record.exercise)
+    level = property(lambda self: self.record.level)
     scratch = property(lambda self: self.record.scratch)
     step = property(lambda self: self.record.step)
 

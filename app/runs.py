@@ -140,7 +140,8 @@ class RunManager:
             lesson = replace(lesson, path=self.runs_dir / run_id / lesson.path.name)
         record = RunRecord(id=run_id, lesson=lesson.id, title=lesson.title, params=params,
                            argv=worker_argv(lesson, argv), signals=list(lesson.signals), owner=owner,
-                           exercise=practice.exercise.n if practice and practice.exercise else None,
+                           exercise=practice.exercise_n("exercise") if practice else None,
+                           level=practice.exercise_n("level") if practice else None,
                            scratch=source is not None, step=bool(env))
         with self._lock:
             if self._closing:

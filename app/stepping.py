@@ -35,12 +35,13 @@ def take_fields(data: dict[str, Any]) -> dict[str, Any]:
     return {name: data.pop(name) for name in FIELDS if name in data}
 
 
-def step_env(fields: dict[str, Any]) -> dict[str, str]:
-    """The kit's settings for the run (empty: a free run); ParamError naming a bad field."""
+def step_env(fields: dict[str, Any], *, level: bool = False) -> dict[str, str]:
+    """The kit's settings for the run (empty: a free run); ParamError naming a bad field. A
+    level is played in step mode, whether or not the switch was on."""
     step, schedule = fields.get("step"), fields.get("schedule")
     if step not in (None, False, True, "", "on", "1", "0", "off"):
         raise ParamError("step", "expected true or false")
-    env = {"THREADLAB_STEP": "1"} if step in (True, "on", "1") else {}
+    env = {"THREADLAB_STEP": "1"} if step in (True, "on", "1") or level else {}
     if schedule not in (None, ""):
         env["THREADLAB_SCHEDULE"] = json.dumps(_schedule(schedule))
     return env

@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import params as param_rules
 from . import practice, programs, security, stepping
+from .exercises import Level
 from .lookup import body, lesson_or_404, manager, registry, run_or_404
 from .runs import RunLimitError, StorageError
 
@@ -93,7 +94,8 @@ def run_page(run_id: str):
 
     at = seconds_param("t")  # ?t=1.25 opens the page at that instant of the run
     lesson = registry().get(run.lesson) or programs.program_of_run(run)
-    values = {**run.params, "exercise": run.exercise, "scratch": run.scratch, "step": run.step}
+    values = {**run.params, "exercise": run.exercise, "level": run.level, "scratch": run.scratch,
+              "step": run.step}
     return render_template("lesson.html", lesson=lesson, run=run, values=values, errors={}, at=at,
                            run_source=ran_source(run, lesson))
 
@@ -187,7 +189,7 @@ def start_run():
         return _bad_param(lesson, "lesson", reason, raw, from_form)
     try:
         purpose, source = practice.practice_for(lesson, extra)
-        env = stepping.step_env(steps)
+        env = stepping.step_env(steps, level=bool(purpose and isinstance(purpose.exercise, Level)))
     except param_rules.ParamError as err:
         return _bad_param(lesson, err.field, err.message, {**raw, **extra}, from_form)
     try:

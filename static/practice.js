@@ -69,15 +69,21 @@
     });
   }
 
-  function tryIt(card) {
-    var form = $("run-form"), params = JSON.parse(card.dataset.params || "{}");
-    form.reset();  // the lesson's defaults, then the exercise's parameters
+  // The lesson's defaults, then the card's parameters: the run is the one the card describes.
+  function fill(form, card) {
+    var params = JSON.parse(card.dataset.params || "{}");
+    form.reset();
     Object.keys(params).forEach(function (name) {
       var field = $("p-" + name);
       if (!field) return;
       if (field.type === "checkbox") field.checked = !!params[name];
       else field.value = String(params[name]);
     });
+  }
+
+  function tryIt(card) {
+    var form = $("run-form");
+    fill(form, card);
     var choose = $("run-exercise");
     if (choose) choose.value = card.dataset.n;
     var done = card.dataset.edit === "1" ? openEditor() : Promise.resolve();
@@ -87,10 +93,21 @@
     });
   }
 
+  function playLevel(card) {
+    var form = $("run-form");
+    fill(form, card);
+    if ($("run-exercise")) $("run-exercise").value = "";
+    $("run-level").value = card.dataset.level;
+    $("run-step").checked = true;
+    form.scrollIntoView({ block: "nearest" });
+    form.querySelector("button[type=submit]").focus();
+  }
+
   document.addEventListener("click", function (e) {
     var t = e.target;
     if (!t.closest) return;
-    if (t.closest(".try-it")) tryIt(t.closest(".exercise-card"));
+    if (t.closest(".play-level")) playLevel(t.closest(".level-card"));
+    else if (t.closest(".try-it")) tryIt(t.closest(".exercise-card"));
     else if (t.closest("#editor-open")) openEditor();
     else if (t.closest("#editor-close")) closeEditor();
     else if (t.closest("#editor-reset")) resetCopy();

@@ -49,3 +49,25 @@ def test_alternating_steps_lose_an_update_and_the_replay_loses_it_again(page, st
     expect(page.locator("#run-status")).to_contain_text("exited", timeout=10_000)
     expect(page.locator("#result dd").first).to_have_text("1")
     assert console_errors == []
+
+
+def test_a_level_played_in_the_page_shows_its_steps_and_the_shortest_solution(page, step_server,
+                                                                              console_errors):
+    page.goto(step_server.url + "/lessons/01")
+    card = page.locator("#level-1")
+    expect(card).to_contain_text("Level 1: Lose an update")
+    card.get_by_role("button", name="Play").click()
+    expect(page.locator("#run-step")).to_be_checked()
+    expect(page.locator("#run-level")).to_have_value("1")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.locator('#stepper tr[data-thread="MainThread"] code')).to_have_text("thread.start()")
+    for label in ("To next sync MainThread", "To next sync MainThread", "Step A", "Step B", "Step A",
+                  "Step B"):
+        press(page, label)
+    expect(page.locator("#stepper h2")).to_contain_text("6 steps so far")
+    press(page, "Run freely")
+    expect(page.locator("#check")).to_contain_text("Level 1: goal reached")
+    expect(page.locator("#check")).to_contain_text("goal reached in 6 steps (the shortest known: 6)")
+    expect(card.locator(".badge.ok")).to_have_text("solved in 6 steps")
+    expect(card.locator("details.solution ol.schedule li")).to_have_count(7)
+    assert console_errors == []

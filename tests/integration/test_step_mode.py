@@ -108,3 +108,22 @@ def test_a_bad_schedule_gets_400_and_starts_nothing(client, schedule):
                          headers=GOOD)
     assert (answer.status_code, answer.get_json()["field"]) == (400, "schedule")
     assert client.get("/api/runs", headers=GOOD).get_json() == []
+
+
+def test_a_level_is_played_in_step_mode_and_scored_by_its_steps(client):
+    lesson = client.get("/api/lessons/01", headers=GOOD).get_json()
+    assert lesson["levels"] == [{"n": 1, "title": "Lose an update", "goal": "Schedule A and B so that "
+                                 "the counter ends below 2.", "params": {"times": 1}, "shortest": 6}]
+    run_id = start(client, level=1)  # no step switch: a level is always played in step mode
+    for one in [*START_BOTH, *ALTERNATING[:4], {"free": True}]:  # read, read, write, write
+        assert step(client, run_id, **one).status_code == 200
+    run = finished(client, run_id)
+    assert (run["level"], run["exercise"], run["step"]) == (1, None, True)
+    assert run["check"] == {"exercise": 1, "level": 1, "passed": True, "steps": 6, "shortest": 6,
+                            "evidence": "counter = 1 of 2",
+                            "message": "goal reached in 6 steps (the shortest known: 6)"}
+    serial = start(client, level=1, schedule=[*START_BOTH, *SERIAL])
+    check = finished(client, serial)["check"]
+    assert (check["passed"], check["evidence"]) == (False, "counter = 2 of 2")
+    assert client.post("/runs", json={"lesson": "01", "params": {}, "level": 2},
+                       headers=GOOD).get_json()["field"] == "level"

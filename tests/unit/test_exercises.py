@@ -313,3 +313,25 @@ def test_the_cards_unlock_hints_then_the_solution(client):
     assert "FACTOR = 2" not in card(2), "an unsolved exercise's solution stays hidden"
     index = client.get("/", headers=GOOD).get_data(as_text=True)
     assert "01 · 1/3" in index
+
+
+@pytest.mark.parametrize("raw, problem", [
+    ({"level": [{"n": 1, "goal": "g", "checks": [{"status": "exited"}], "shortest": -1}]}, "shortest"),
+    ({"level": [{"n": 1, "goal": "g", "checks": [{"status": "exited"}],
+                 "solution": {"schedule": ["A"]}}]}, "schedule"),
+    ({"level": [{"n": 1, "checks": [{"status": "exited"}]}]}, "goal"),
+    ({"level": [{"n": 1, "goal": "g", "checks": [{"status": "exited"}]}] * 2}, "repeat"),
+])
+def test_a_level_that_breaks_the_format_is_refused(raw, problem):
+    with pytest.raises(SpecError, match=problem):
+        exercises.parse_levels(raw)
+
+
+def test_a_levels_verdict_counts_the_steps_but_not_the_final_free():
+    level = exercises.parse_levels({"level": [{"n": 2, "goal": "g", "shortest": 3,
+                                               "checks": [{"value": "lost", "above": 0}]}]})[0]
+    events = [{"kind": "step", "thread": "A"}, {"kind": "step", "thread": "B"},
+              {"kind": "step", "free": True}, {"kind": "result", "values": {"lost": 1}}]
+    verdict = judge(level, Outcome.of(events, {}, "exited"))
+    assert (verdict["passed"], verdict["steps"], verdict["shortest"], verdict["level"]) == (True, 2, 3, 2)
+    assert verdict["message"] == "goal reached in 2 steps (the shortest known: 3)"
