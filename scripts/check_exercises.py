@@ -4,7 +4,9 @@
 For each exercise: run the reference solution (its parameters, its edits made to a copy of the lesson)
 and expect the goal reached; run the lesson as it is, with its defaults, and expect it not reached
 (unless the exercise says ``default_passes = true``). An exercise checked over several runs is run
-that many times. A teacher writing ``exercises/NN_name.toml`` runs this until every line says ok:
+that many times. For each step-mode level: replay its shortest known schedule and expect the goal
+reached in exactly that many steps, then run it freely and expect the goal missed. A teacher
+writing ``exercises/NN_name.toml`` runs this until every line says ok:
 
     .venv/bin/python scripts/check_exercises.py 05          # every exercise of lesson 05
     .venv/bin/python scripts/check_exercises.py 05 2        # only exercise 2
@@ -32,9 +34,12 @@ from app.worker import worker_env  # noqa: E402
 RUN_TIMEOUT = 120.0  # seconds one run may take; lesson defaults end in seconds
 
 
-def run_events(path: Path, argv: list[str]) -> tuple[list[dict], int]:
-    """The JSON events of one run of the lesson file at ``path`` (as the dashboard would start it)."""
+def run_events(path: Path, argv: list[str], schedule: list | None = None) -> tuple[list[dict], int]:
+    """The JSON events of one run of the lesson file at ``path`` (as the dashboard would start it;
+    with ``schedule``, a step-mode replay of it)."""
     env = {**worker_env(0.1), "PYTHONPATH": str(ROOT)}
+    if schedule is not None:
+        env["THREADLAB_SCHEDULE"] = json.dumps(schedule)
     proc = subprocess.run([sys.executable, "-m", "lessons.kit.boot", str(path), "--log-format", "json",
                            *argv], cwd=ROOT, env=env, capture_output=True, timeout=RUN_TIMEOUT,
                           stdin=subprocess.DEVNULL)
@@ -49,11 +54,12 @@ def run_events(path: Path, argv: list[str]) -> tuple[list[dict], int]:
     return events, proc.returncode
 
 
-def attempt(lesson: Lesson, source: str, values: dict, folder: Path) -> exercises.Outcome:
+def attempt(lesson: Lesson, source: str, values: dict, folder: Path,
+            schedule: list | None = None) -> exercises.Outcome:
     """One run of ``source`` (saved as a copy of the lesson) with validated ``values``."""
     path = folder / lesson.path.name
     path.write_text(source, encoding="utf-8")
-    events, code = run_events(path, params.to_argv(lesson, values))
+    events, code = run_events(path, params.to_argv(lesson, values), schedule)
     status = "exited" if code == 0 else "failed"
     return exercises.Outcome.of(events, values, status)
 
@@ -98,7 +104,25 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{lesson.number}.{exercise.n} defaults: {'ok' if passed == expected else 'WRONG'}"
                   f" (passed={passed}): {evidence}")
             good &= passed == expected
+        for level in lesson.levels:
+            if args.n is not None and level.n != args.n:
+                continue
+            good &= check_level(lesson, level, original, folder)
     return 0 if good else 1
+
+
+def check_level(lesson: Lesson, level: exercises.Level, source: str, folder: Path) -> bool:
+    """The level's shortest known schedule reaches its goal in that many steps; a free run of the
+    same parameters does not reach it (else the level is no puzzle)."""
+    values = params.validate(lesson, level.params)
+    solved = exercises.judge(level, attempt(lesson, source, values, folder, level.schedule))
+    ok = solved["passed"] and solved["steps"] == level.shortest
+    print(f"{lesson.number} level {level.n} schedule: {'ok' if ok else 'WRONG'}: {solved['evidence']} "
+          f"({solved['message']}; {solved['steps']} steps, shortest says {level.shortest})")
+    free = exercises.judge(level, attempt(lesson, source, values, folder))
+    print(f"{lesson.number} level {level.n} free run: {'ok' if not free['passed'] else 'WRONG'} "
+          f"(passed={free['passed']}): {free['evidence']}")
+    return ok and not free["passed"]
 
 
 if __name__ == "__main__":
