@@ -92,3 +92,23 @@ def test_every_exercise_is_solved_by_its_solution_and_not_by_the_defaults(app):
     for lesson, exercise in alone:
         wrong += attempt(app, lesson, exercise)
     assert not wrong, "\n".join(wrong)
+
+
+LEVELS = [(lesson, level) for lesson in LESSONS for level in lesson.levels]
+LEVEL_IDS = [f"{lesson.number}-{level.n}" for lesson, level in LEVELS]
+
+
+@pytest.mark.parametrize("lesson, level", LEVELS, ids=LEVEL_IDS)
+def test_every_level_is_solved_by_its_shortest_known_schedule(app, lesson, level):
+    client = app.test_client()
+    answer = client.post("/runs", json={"lesson": lesson.id, "params": level.params, "level": level.n,
+                                        "schedule": level.schedule}, headers=GOOD)
+    assert answer.status_code == 201, answer.get_json()
+    deadline = time.monotonic() + RUN_TIMEOUT
+    url = f"/api/runs/{answer.get_json()['id']}"
+    while (run := client.get(url, headers=GOOD).get_json())["status"] not in FINAL:
+        assert time.monotonic() < deadline, run["status"]
+        time.sleep(0.05)
+    check = run["check"]
+    assert check["passed"] and check["steps"] == level.shortest, check
+    assert run["schedule"] == [dict(step) for step in level.schedule]
