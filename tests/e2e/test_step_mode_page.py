@@ -71,3 +71,25 @@ def test_a_level_played_in_the_page_shows_its_steps_and_the_shortest_solution(pa
     expect(card.locator(".badge.ok")).to_have_text("solved in 6 steps")
     expect(card.locator("details.solution ol.schedule li")).to_have_count(7)
     assert console_errors == []
+
+
+def test_a_viewer_in_another_browser_follows_the_steps_but_cannot_take_them(browser, step_server):
+    learner, viewer = browser.new_context(), browser.new_context()
+    try:
+        page = learner.new_page()
+        page.goto(step_server.url + "/lessons/01")
+        page.get_by_label("step mode: I am the scheduler").check()
+        page.get_by_role("button", name="Run", exact=True).click()
+        expect(page.locator('#stepper tr[data-thread="MainThread"] code')).to_have_text("thread.start()")
+        watching = viewer.new_page()
+        watching.goto(page.url)
+        expect(watching.locator("#stepper h2")).to_contain_text("0 steps so far")
+        expect(watching.get_by_role("button", name="Step MainThread", exact=True)).to_be_disabled()
+        press(page, "To next sync MainThread")
+        expect(watching.locator("#stepper h2")).to_contain_text("1 step so far")
+        expect(watching.locator('#stepper tr[data-thread="A"]')).to_have_count(1)
+        press(page, "Run freely")
+        expect(watching.locator("#stepper")).to_contain_text("The run has ended", timeout=10_000)
+    finally:
+        learner.close()
+        viewer.close()
