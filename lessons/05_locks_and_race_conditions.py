@@ -10,9 +10,9 @@ Problem:
 What to watch:
     ``unlocked`` far below ``expected``; ``locked`` and ``rlocked`` exactly on it. In the thread
     table, ``Locked-*`` and ``RLocked-*`` threads take turns holding ``counter-lock`` or
-    ``counter-rlock`` while the others show ``waiting-lock``; ``Unlocked-*`` threads never wait,
-    which is the bug. Each phase's "in ... ms" is the price of taking turns. Last, the main thread
-    asks again for ``counter-lock`` it holds and waits for itself until a timeout.
+    ``counter-rlock`` while the others show ``waiting-lock``; ``Unlocked-*`` threads never wait for
+    a lock, which is the bug. Each phase's "in ... ms" is the price of taking turns. Last, the main
+    thread asks again for ``counter-lock`` it holds and waits for itself until a timeout.
 
 Expected output:
     ``Result: expected = 4000, unlocked = 1000, locked = 4000, rlocked = 4000, lost_updates =
@@ -58,7 +58,6 @@ GAP_LOOPS = 20  # the plain-Python gap: ~1 us of loop jumps, each a point where 
 
 class Counter:
     """A shared number. Nothing in here is thread-safe: guarding it is the caller's job."""
-
     def __init__(self, gap) -> None:
         self.value = 0
         self.gap = gap  # what runs between an increment's read and its write
@@ -68,11 +67,13 @@ def build_parser():
     parser = kit.lesson_parser(__doc__)
     parser.add_argument("--threads", type=kit.int_range(2, 16), default=4,
                         help="threads adding to the same counter (at least 2 to race)")
-    parser.add_argument("--increments", type=kit.int_range(100, 10_000), default=1000,
-                        help="increments per thread")
+    parser.add_argument("--increments", type=kit.int_range(1, 10_000), default=1000,
+                        help="increments per thread (1 or 2 to step through by hand)")
     parser.add_argument("--switch-interval", type=kit.float_range(0.0, 1.0), default=0.0,
                         help="seconds for sys.setswitchinterval, with a plain-Python gap; "
                              "0: the gap gives the GIL away every time (time.sleep(0))")
+    parser.add_argument("--part", choices=("all", "unlocked"), default="all",
+                        help="unlocked: the race alone, short enough to play in step mode")
     return parser
 
 
@@ -100,13 +101,13 @@ def plain_python_gap() -> None:
         pass
 
 
-def bump_unlocked(counter: Counter, n: int, line_up: threading.Barrier) -> None:
+def bump_unlocked(counter: Counter, n: int, line_up: traced.Barrier) -> None:
     line_up.wait(timeout=LINE_UP_TIMEOUT)  # all threads race from the first increment
     for _ in range(n):
         unsafe_increment(counter)
 
 
-def bump_locked(counter: Counter, n: int, line_up: threading.Barrier, lock: traced.Lock) -> None:
+def bump_locked(counter: Counter, n: int, line_up: traced.Barrier, lock: traced.Lock) -> None:
     line_up.wait(timeout=LINE_UP_TIMEOUT)
     for _ in range(n):
         # The lock guards counter.value: its holder reads *and* writes before anyone else reads;
@@ -115,7 +116,7 @@ def bump_locked(counter: Counter, n: int, line_up: threading.Barrier, lock: trac
             unsafe_increment(counter)
 
 
-def bump_rlocked(counter: Counter, n: int, line_up: threading.Barrier, rlock: traced.RLock) -> None:
+def bump_rlocked(counter: Counter, n: int, line_up: traced.Barrier, rlock: traced.RLock) -> None:
     line_up.wait(timeout=LINE_UP_TIMEOUT)
     for _ in range(n):
         with rlock:  # the outer operation holds the lock...
@@ -131,7 +132,7 @@ def add_one(counter: Counter, rlock: traced.RLock) -> None:
 def race(log, label: str, target, threads: int, increments: int, *lock, gap=give_gil_away) -> int:
     """Run ``threads`` threads of ``target`` on a fresh counter; return its final value."""
     counter = Counter(gap)
-    line_up = threading.Barrier(threads)  # releases the threads together, once all have arrived
+    line_up = traced.Barrier(threads, name="line-up")  # releases them together once all arrive
     # Daemons: they hold nothing but this counter, and a stuck one must not keep the process alive.
     workers = [threading.Thread(target=target, name=f"{label}-{i}", daemon=True,
                                 args=(counter, increments, line_up, *lock))
@@ -164,22 +165,22 @@ def main(argv=None) -> int:
         sys.setswitchinterval(args.switch_interval)
     gap = plain_python_gap if args.switch_interval > 0 else give_gil_away
     unlocked = race(log, "Unlocked", bump_unlocked, args.threads, args.increments, gap=gap)
+    if (lost := expected - unlocked) == 0:
+        log.warning("no lost updates this time: the race is still there, it just did not show")
+    if args.part == "unlocked":  # the race alone: few enough lines to schedule in step mode
+        kit.emit_result(expected=expected, unlocked=unlocked, lost_updates=lost)
+        return 0
     counter_lock = traced.Lock("counter-lock")  # guards one phase's counter; Locked-* wait on it
     locked = race(log, "Locked", bump_locked, args.threads, args.increments, counter_lock)
     counter_rlock = traced.RLock("counter-rlock")  # the same, but its owner may take it again
     rlocked = race(log, "RLocked", bump_rlocked, args.threads, args.increments, counter_rlock)
-
     # What an RLock saves us from: the owner of a plain Lock asks for it a second time. With a
     # timeout it is refused; without one (a bare `with lock:` in a helper) it would wait forever.
     with counter_lock:
-        reentered = counter_lock.acquire(timeout=SELF_WAIT)
-        if reentered:  # cannot happen with a Lock; release so the `with` stays balanced
-            counter_lock.release()
+        if reentered := counter_lock.acquire(timeout=SELF_WAIT):  # cannot happen with a Lock:
+            counter_lock.release()  # if it did, release so that the `with` stays balanced
     log.info("a Lock asked again by its owner: %s after %.1f s; an RLock would say yes at once",
              "granted" if reentered else "refused", SELF_WAIT)
-
-    if (lost := expected - unlocked) == 0:
-        log.warning("no lost updates this time: the race is still there, it just did not show")
     kit.emit_result(expected=expected, unlocked=unlocked, locked=locked, rlocked=rlocked,
                     lost_updates=lost, plain_lock_reentered=int(reentered))
     return 0 if locked == rlocked == expected else 1

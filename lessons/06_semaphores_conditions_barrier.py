@@ -25,9 +25,8 @@ Failure modes:
 Exercises:
     1. Make the pool act as a ``Lock``: choose ``--connections`` so one client is in at a time
        (observed_max = 1) and the client phase (``pool_ms``) takes about 3x longer.
-    2. In ``put`` wake all consumers (``notify_all()``); in ``get`` use ``if not self.items:
-       self.not_empty.wait(timeout)`` instead of ``wait_for``. With ``--consumers 4 --buffer-size
-       1``, a consumer woken to an empty buffer crashes with ``IndexError``.
+    2. With ``--waiter if --consumers 4 --buffer-size 1``, make ``put`` wake all consumers
+       (``notify_all()``): a consumer woken to an empty buffer crashes with ``IndexError``.
     3. Make the last slice sleep ``BARRIER_TIMEOUT * 1.5`` instead of ``return barrier.abort()``:
        all 3 slices see ``BrokenBarrierError``, the waiting ones after ``BARRIER_TIMEOUT``.
 """
@@ -53,11 +52,12 @@ def build_parser():
     add("--queries", type=kit.int_range(1, 100), default=3, help="queries per client")
     add("--query-ms", type=kit.int_range(0, 1000), default=40, help="ms per query")
     add("--items", type=kit.int_range(0, 10_000), default=20, help="items to hand over")
-    add("--buffer-size", type=kit.int_range(1, 100), default=2,
-        help="buffer capacity: 2 is small enough that the producer must wait")
+    add("--buffer-size", type=kit.int_range(1, 100), default=2, help="2: the producer must wait")
     add("--consumers", type=kit.int_range(1, 16), default=2, help="consumer threads")
     add("--parties", type=kit.int_range(2, 16), default=3, help="threads at the barrier")
     add("--phases", type=kit.int_range(1, 50), default=3, help="lock-step phases")
+    add("--waiter", choices=("wait_for", "if"), default="wait_for", help="if: checks once (a bug)")
+    add("--part", choices=("all", "buffer"), default="all", help="buffer: the hand-over alone")
     return parser
 
 
@@ -84,9 +84,8 @@ def client(pool, gauge: dict, gauge_lock, start_line: threading.Barrier, args, l
 
 class BoundedBuffer:
     """``queue.Queue`` by hand, as in CPython's Lib/queue.py, without ``join()``'s condition."""
-
-    def __init__(self, capacity: int) -> None:
-        self.items, self.capacity = collections.deque(), capacity
+    def __init__(self, capacity: int, waiter: str = "wait_for") -> None:
+        self.items, self.capacity, self.waiter = collections.deque(), capacity, waiter
         lock = traced.Lock("buffer")  # guards items; both conditions below share it
         self.not_full = traced.Condition(lock, name="not-full")  # the producer waits here for room
         self.not_empty = traced.Condition(lock, name="not-empty")  # consumers wait for an item
@@ -100,8 +99,11 @@ class BoundedBuffer:
 
     def get(self, timeout: float) -> int | None:
         with self.not_empty:
+            if self.waiter == "if":  # the bug: it looks before it waits, never after it wakes
+                if not self.items:
+                    self.not_empty.wait(timeout)
             # wait_for re-checks after every wake-up: another consumer may have been faster.
-            if not self.not_empty.wait_for(lambda: self.items, timeout):
+            elif not self.not_empty.wait_for(lambda: self.items, timeout):
                 raise TimeoutError("no item: is the producer stuck?")
             self.not_full.notify()
             return self.items.popleft()
@@ -153,29 +155,29 @@ def run_all(threads: list[threading.Thread]) -> int:  # -> ms from first start t
 def main(argv=None) -> int:
     args = parse_args(argv)
     log = kit.setup(args)
-    # Bounded: an extra release() raises ValueError instead of quietly adding a fourth connection.
-    pool = traced.BoundedSemaphore(args.connections, name="connections")
-    gauge = {"now": 0, "peak": 0}  # clients holding a connection: now, and the most at once
-    gauge_lock = traced.Lock("gauge")  # guards gauge; held for one update, never while waiting
-    start_line = threading.Barrier(args.clients)  # lines the clients up (more on barriers below)
-    pool_ms = run_all([threading.Thread(target=client, name=f"Client-{i}",
-                                        args=(pool, gauge, gauge_lock, start_line, args, log))
-                       for i in range(1, args.clients + 1)])
-
-    buffer, counts = BoundedBuffer(args.buffer_size), {"sent": 0}
+    if args.part == "all":  # --part buffer skips to the hand-over: few lines to step through
+        # Bounded: an extra release() raises ValueError instead of quietly adding a 4th connection.
+        pool = traced.BoundedSemaphore(args.connections, name="connections")
+        gauge = {"now": 0, "peak": 0}  # clients holding a connection: now, and the most at once
+        gauge_lock = traced.Lock("gauge")  # guards gauge; held for one update, never while waiting
+        start_line = threading.Barrier(args.clients)  # lines the clients up (barriers: below)
+        pool_ms = run_all([threading.Thread(target=client, name=f"Client-{i}",
+                                            args=(pool, gauge, gauge_lock, start_line, args, log))
+                           for i in range(1, args.clients + 1)])
+    buffer, counts = BoundedBuffer(args.buffer_size, args.waiter), {"sent": 0}
     # Consumers first: all of them wait on the empty buffer when the first item arrives.
     run_all([*[threading.Thread(target=consumer, name=f"Consumer-{i}", args=(buffer, counts, log))
                for i in range(1, args.consumers + 1)],
              threading.Thread(target=producer, name="Producer", args=(buffer, args, counts, log))])
     received = sum(n for name, n in counts.items() if name != "sent")
-
+    if args.part == "buffer":
+        kit.emit_result(sent=counts["sent"], received=received)
+        return 0 if counts["sent"] == received == args.items else 1
     barrier = threading.Barrier(args.parties)
-    done: list[int] = []  # steps every slice finished; one slice per step appends
-    broken: dict[int, int] = {}  # slice → ms it waited before it saw the barrier broken
+    done, broken = [], {}  # steps all slices finished; slice → ms it waited for a broken barrier
     run_all([threading.Thread(target=slice_worker, name=f"Slice-{i}",
                               args=(barrier, i, args, done, broken, log))
              for i in range(1, args.parties + 1)])
-
     kit.emit_result(limit=args.connections, observed_max=gauge["peak"], pool_ms=pool_ms,
                     sent=counts["sent"], received=received, phases_completed=len(done),
                     barrier_broken=int(barrier.broken), broken_waits=len(broken),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
+import tomllib
 
 import pytest
 
@@ -72,3 +74,49 @@ def test_a_deadlocked_phase_is_given_up_and_does_not_keep_the_process_alive():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["0"]
     assert time.monotonic() - began < 10
+
+
+# -- the step-mode level: the learner schedules two threads into a lost update ------------------
+
+LEVEL = tomllib.loads((ROOT / "lessons" / "exercises" / "05_locks_and_race_conditions.toml")
+                      .read_text())["level"][0]
+LEVEL_FLAGS = [f"--{name.replace('_', '-')}={value}" for name, value in LEVEL["params"].items()]
+
+
+def test_the_level_is_small_and_plays_the_unlocked_race_alone():
+    assert LEVEL["params"] == {"threads": 2, "increments": 1, "part": "unlocked",
+                               "switch_interval": 0.1}
+    assert LEVEL["checks"] == [{"value": "lost_updates", "above": 0}]
+    schedule = LEVEL["solution"]["schedule"]
+    assert schedule[-1] == {"free": True}
+    assert len([step for step in schedule if "thread" in step]) == LEVEL["shortest"] == 10
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3, 4, 5])
+def test_the_level_solution_loses_an_update_on_every_replay(lesson, attempt):
+    schedule = LEVEL["solution"]["schedule"]
+    run = lesson("05", *LEVEL_FLAGS, env={"THREADLAB_SCHEDULE": json.dumps(schedule)}, timeout=60)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.result == {"expected": 2, "unlocked": 1, "lost_updates": 1}
+    assert not [e for e in run.of_kind("log") if e.get("refused")], "every step must be granted"
+    taken = [{"thread": e["thread"], "until": e["until"]} if "thread" in e else {"free": True}
+             for e in run.of_kind("step")]
+    assert taken == schedule
+    # Unlocked-1's last step ran its read; it went free holding 0, after Unlocked-2 had written 1.
+    last = [e["at"] for e in run.of_kind("step") if e.get("thread") == "Unlocked-1"][-1]
+    assert last == f"05_locks_and_race_conditions.py:{line_of('value = counter.value')}"
+
+
+def line_of(text: str) -> int:
+    lines = (ROOT / "lessons" / "05_locks_and_race_conditions.py").read_text().splitlines()
+    return next(n for n, line in enumerate(lines, 1) if line.strip().startswith(text))
+
+
+def test_a_free_run_of_the_level_loses_nothing(lesson):
+    # --switch-interval 0.1: each thread does its one increment before a switch is forced. Were a
+    # free run to lose the update too, the level would be no puzzle.
+    for _ in range(3):
+        run = lesson("05", *LEVEL_FLAGS)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert run.result == {"expected": 2, "unlocked": 2, "lost_updates": 0}
+        assert "no lost updates this time" in " ".join(run.messages())

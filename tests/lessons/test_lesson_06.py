@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import tomllib
+
 import pytest
 
-from .conftest import run_lesson
+from .conftest import ROOT, run_lesson
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +66,52 @@ def test_the_numbers_follow_the_options(lesson):
     assert (result["limit"], result["observed_max"]) == (5, 5)
     assert result["sent"] == result["received"] == 7
     assert (result["phases_completed"], result["broken_waits"]) == (2, 3)
+
+
+# -- the step-mode level: a consumer under `if` wakes to an item another consumer took ---------
+
+LEVEL = tomllib.loads((ROOT / "lessons" / "exercises" / "06_semaphores_conditions_barrier.toml")
+                      .read_text())["level"][0]
+LEVEL_FLAGS = [f"--{name.replace('_', '-')}={value}" for name, value in LEVEL["params"].items()]
+STALE = {"type": "IndexError", "message": "pop from an empty deque"}
+
+
+def crashes(run) -> list[tuple[str, dict]]:
+    return [(e["name"], e["exc"]) for e in run.of_kind("thread") if e["op"] == "crash"]
+
+
+def test_the_level_is_small_and_plays_the_buffer_alone():
+    assert LEVEL["params"] == {"part": "buffer", "waiter": "if", "consumers": 2, "items": 1,
+                               "buffer_size": 3}
+    assert LEVEL["checks"] == [{"events": "thread", "where": {"op": "crash", "exc": STALE},
+                                "at_least": 1}]
+    schedule = LEVEL["solution"]["schedule"]
+    assert schedule[-1] == {"free": True}
+    assert len([step for step in schedule if "thread" in step]) == LEVEL["shortest"] == 14
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3, 4, 5])
+def test_the_level_solution_crashes_the_woken_consumer_on_every_replay(lesson, attempt):
+    schedule = LEVEL["solution"]["schedule"]
+    run = lesson("06", *LEVEL_FLAGS, env={"THREADLAB_SCHEDULE": json.dumps(schedule)}, timeout=60)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert not [e for e in run.of_kind("log") if e.get("refused")], "every step must be granted"
+    taken = [{"thread": e["thread"], "until": e["until"]} if "thread" in e else {"free": True}
+             for e in run.of_kind("step")]
+    assert taken == schedule
+    assert crashes(run) == [("Consumer-1", STALE)]  # it waited, was notified, and lost the item
+    assert run.result == {"sent": 1, "received": 1}  # to Consumer-2, which never waited
+    free = next(i for i, e in enumerate(run.events) if e["kind"] == "step" and e.get("free"))
+    waits = [(e["thread"], e["obj"]) for e in run.events[:free]
+             if e["kind"] == "sync" and e["op"] == "wait"]
+    assert waits == [("Consumer-1", "not-empty")]  # the only wait before the threads went free
+
+
+def test_a_free_run_of_the_level_never_crashes(lesson):
+    # Room for the item and both sentinels: every notify() finds something to take, so only a
+    # schedule picked on purpose makes a consumer wake to nothing.
+    for _ in range(3):
+        run = lesson("06", *LEVEL_FLAGS)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert run.result == {"sent": 1, "received": 1}
+        assert crashes(run) == []
