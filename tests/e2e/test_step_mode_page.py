@@ -93,3 +93,34 @@ def test_a_viewer_in_another_browser_follows_the_steps_but_cannot_take_them(brow
     finally:
         learner.close()
         viewer.close()
+
+
+def play(page, schedule: list[dict]) -> None:
+    """Press, in the page, the buttons a learner would for each step of ``schedule``."""
+    for number, one in enumerate(schedule, 1):
+        if one.get("free"):
+            press(page, "Run freely")
+            continue
+        label = f"{'To next sync' if one['until'] == 'sync' else 'Step'} {one['thread']}"
+        press(page, label)
+        expect(page.locator("#stepper h2")).to_contain_text(f"{number} step")
+
+
+@pytest.mark.parametrize("number", ["05", "09"])
+def test_the_first_level_of_a_real_lesson_played_in_the_page(page, server, console_errors, number):
+    from app.registry import Registry
+
+    lesson = Registry(ROOT / "lessons").get(number)
+    if not lesson.levels:
+        pytest.skip(f"lesson {number} has no level yet")
+    level = lesson.levels[0]
+    page.goto(f"{server.url}/lessons/{number}")
+    page.locator(f"#level-{level.n}").get_by_role("button", name="Play").click()
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.locator("#stepper table.held")).to_be_visible()
+    play(page, level.schedule)
+    expect(page.locator("#check")).to_contain_text(f"Level {level.n}: goal reached", timeout=20_000)
+    expect(page.locator("#check")).to_contain_text(f"in {level.shortest} steps")
+    if number == "09":
+        expect(page.locator("#deadlock")).to_contain_text("The cycle formed")
+    assert console_errors == []
