@@ -13,6 +13,7 @@ import contextlib
 import socket
 import threading
 import time
+import weakref
 from collections import deque
 from typing import Any
 
@@ -27,42 +28,42 @@ from .output import kind_of, safe_parse
 from .runs import Run, RunManager
 
 BATCH_WINDOW = 0.05  # seconds of events per page message: ~20 updates a second, smooth to the eye
-MAX_LOG_ROWS = 1000  # log rows the page keeps; older ones are counted, not drawn (the file has all)
-JSON_BATCH = 20_000  # events per JSON message at most, so one message stays a few MB
+# Log rows the page keeps; older ones are counted, not drawn (the file has all, and the page links
+# to it). 15 screens of the log's box. Measured in Chromium (scripts/bench_page.py): each message
+# costs the browser layout and paint in proportion to the rows it holds; at 1,000 rows a frame
+# with a message took ~30 ms at 1,000 lines/s, at 300 about 12 ms.
+MAX_LOG_ROWS = 300
+# Events a page viewer reads at a time while it catches up on history (and the most it holds).
+JSON_BATCH = 5_000
+# Events per JSON message at most: a viewer catching up gets ~1 MB messages. Larger ones were no
+# faster for the client and cost the server several copies of each message in memory at once.
+JSON_MESSAGE = 5_000
 SEND_DEADLINE = 15.0  # seconds a viewer may take to accept one message before it is cut loose
 CLOSE_WAIT = 1.0  # seconds a viewer has to answer our close frame
 WAIT_SLICE = 1.0  # seconds between checks that the server is not shutting down
 LOG_KINDS = (b"log", b"stdout", b"stderr", b"signal")
-FLOOD_ROWS = 200  # new rows per message above which the page gets only the newest ones, replaced
+# New rows per message above which the page gets only the newest ones, replacing what it has (a
+# flood). The browser lays out each new row's text anew: 200 at 20 messages a second took ~18 ms
+# a frame at 10,000 lines/s, 100 about half that. Five screens of rows, far more than anyone can
+# read going past.
+FLOOD_ROWS = 100
 
 
 def stream_json(ws, run: Run, manager: RunManager, after: int = -1) -> None:
-    """Each message a JSON array of events (raw lines joined), history first; then close normally."""
+    """Each message a JSON array of events (their stored lines, joined), history first; then close
+    normally. Nothing is done per event: the log hands over the bytes it wrote, commas for newlines
+    (see EventLog.read_json), and they go out as one frame."""
     cursor = after
     while not manager.closing.is_set():
-        batch = run.log.read(cursor, JSON_BATCH)
-        if batch:
-            lines = [line for line, _ in batch if _looks_whole(line)]
-            if lines:
-                send(ws, (b"[" + b",".join(lines) + b"]").decode("utf-8", "replace"))
-            cursor += len(batch)
+        count, members = run.log.read_json(cursor, JSON_MESSAGE)
+        if count:
+            if members:
+                send(ws, members)
+            cursor += count
         elif run.log.closed:
             return
         else:
             run.log.wait(cursor, WAIT_SLICE)
-
-
-def _looks_whole(line: bytes) -> bool:
-    """Whether a stored line can go into a JSON array as it is. One line that is not an object (a
-    torn write, a hand edit, an older version's file) would make a whole message of thousands of
-    events unreadable, so it is left out. Lines the server wrote pass the byte checks, which cost
-    nothing on a long catch-up; only a line with unbalanced braces (one in a message, a torn write)
-    is parsed to be sure. Left through: a hand-made ``{...}`` with balanced braces that is not JSON."""
-    if line.startswith(b"{") and line.endswith(b"}") and line.count(b"{") == line.count(b"}"):
-        return True
-    return safe_parse(line) is not None
-
-
 
 
 def _event(item: tuple[bytes, dict[str, Any] | None]) -> dict[str, Any] | None:
@@ -114,6 +115,32 @@ class PageView:
             event = _event(item)
             if event is not None:
                 setattr(self, kind.decode(), event)
+
+    def take_all(self, batch: list[tuple[bytes, dict[str, Any] | None]]) -> None:
+        """``take`` for every item of a read, in order. A long history (a finished run of a million
+        events) is mostly rows this viewer will never draw: of them only their number counts, so
+        a long read is classified in one pass and only its newest rows are kept."""
+        if len(batch) <= 2 * MAX_LOG_ROWS:
+            for item in batch:
+                self.take(item)
+            return
+        kinds = [_item_kind(item) for item in batch]
+        logs = [i for i, kind in enumerate(kinds) if kind in LOG_KINDS]
+        self.log_total += len(logs)
+        self.new_rows += len(logs)
+        self.rows.extend(batch[i] for i in logs[-MAX_LOG_ROWS:])
+        last: dict[bytes, int] = {kind: i for i, kind in enumerate(kinds)}  # each kind's last index
+        if b"threads" in last:
+            self.threads = batch[last[b"threads"]]
+        if b"status" in last:
+            self.status_changed = True
+        for kind in (b"result", b"deadlock", b"stacks", b"check", b"prediction"):
+            if kind in last:
+                # The newest that is an event (as take() would have left it), else what was there.
+                for i in range(last[kind], -1, -1):
+                    if kinds[i] == kind and (event := _event(batch[i])) is not None:
+                        setattr(self, kind.decode(), event)
+                        break
 
     def message(self) -> str:
         """The fragments for what changed since the last message ('' when nothing did)."""
@@ -169,18 +196,34 @@ def _thread_rows(item: tuple[bytes, dict[str, Any] | None]) -> list[dict[str, An
     return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
 
 
+# What a page viewer had taken in of a finished run's whole history, before drawing it: the next
+# viewer of that run starts from here instead of reading a million events again. Keyed by the log,
+# so it goes when the run does.
+_histories: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_HISTORY = ("log_total", "new_rows", "rows", "threads", "status_changed", "result", "deadlock",
+            "stacks", "check", "prediction")
+
+
 def stream_page(ws, app: Flask, run: Run, manager: RunManager) -> None:
     """HTML fragments for ``#live``: one message per ``BATCH_WINDOW`` at most, history first."""
     view = PageView(app, run)
     cursor = -1
+    history = _histories.get(run.log)
+    if history is not None:
+        cursor = history["cursor"]
+        for name in _HISTORY:
+            setattr(view, name, history[name])
+        view.rows = deque(view.rows, maxlen=MAX_LOG_ROWS)  # a copy: this viewer's own
     while not manager.closing.is_set():
         ended = run.log.closed  # read before the events, so none can slip in after we decide
         batch = run.log.read(cursor, JSON_BATCH)
-        for item in batch:
-            view.take(item)
+        view.take_all(batch)
         cursor += len(batch)
         if len(batch) == JSON_BATCH:
             continue  # catching up on history: draw once, at the end of it
+        if ended and view.first and cursor > JSON_BATCH and history is None:
+            _histories[run.log] = {"cursor": cursor, **{name: getattr(view, name) for name in _HISTORY},
+                                   "rows": deque(view.rows)}
         if ended and not batch:
             # The final status event can be drawn before the run's status changes (the event goes
             # to disk first); the log closes only after the change, so draw the status once more.
@@ -220,17 +263,35 @@ class OneWriterSocket:
         return getattr(self._sock, name)
 
 
-def send(ws, text: str) -> None:
-    """Send one message whole, or give up on a viewer that has not taken it in SEND_DEADLINE.
+def send(ws, data: str | bytes) -> None:
+    """Send one text message whole, or give up on a viewer that has not taken it in SEND_DEADLINE.
 
     simple-websocket's own ``send`` uses ``socket.send`` with no deadline: a viewer that stops
     reading (a frozen tab) would hold this thread forever. ``sendall`` under a socket timeout either
     delivers the whole frame or raises, and then the viewer is cut loose (the run goes on).
+    ``data`` as bytes must be UTF-8 already (the JSON socket's lines are): its frame is built here,
+    header and payload in one buffer, instead of decoding megabytes for wsproto to encode again.
     """
     if not ws.connected:
         raise ConnectionClosed(ws.close_reason, ws.close_message)
     ws.sock.settimeout(SEND_DEADLINE)
-    ws.sock.sendall(ws.ws.send(TextMessage(data=text)))
+    if isinstance(data, str):
+        ws.sock.sendall(ws.ws.send(TextMessage(data=data)))
+    else:
+        ws.sock.sendall(text_frame(data))
+
+
+def text_frame(*parts: bytes) -> bytes:
+    """One unmasked, final text frame (RFC 6455 5.2) whose payload is ``parts`` joined: what
+    wsproto would write for the same text, built with one copy."""
+    n = sum(map(len, parts))
+    if n < 126:
+        head = bytes((0x81, n))
+    elif n < 1 << 16:
+        head = b"\x81\x7e" + n.to_bytes(2, "big")
+    else:
+        head = b"\x81\x7f" + n.to_bytes(8, "big")
+    return b"".join((head, *parts))
 
 
 def serve_socket(fn, *args) -> None:

@@ -134,7 +134,7 @@ class Supervisor:
             del self.pipes[fd]
             lines = splitter.flush()
         if lines:
-            self._append_many([output.to_event(line, name) for line in lines])
+            self._append_many(output.to_events(lines, name))
 
     def _leader_exited(self) -> None:
         self.worker.reap()  # what the lesson left in its group is killed first
@@ -284,7 +284,7 @@ class Supervisor:
         self._append_many([(event, None)])
 
     def _append_many(self, events: list[tuple[dict[str, Any], bytes | None]]) -> None:
-        items = [output.numbered(event, raw, self.seq + i) for i, (event, raw) in enumerate(events)]
+        items = output.numbered_all(events, self.seq)
         try:
             self.run.log.append(items)
         except OSError as exc:

@@ -15,18 +15,18 @@ What to watch:
     is empty. The queue before the slowest step stays full, the queues after it nearly empty.
 
 Expected output:
-    Producers and consumers log interleaved lines for ``--duration`` seconds, then
-    ``Result: produced = N, consumed = N, left = 0`` with N > 0; with ``--stages 2`` also
+    Producers and consumers log interleaved lines for ``--duration`` seconds, then ``Result:
+    produced = N, consumed = N, left = 0, stranded = 0`` with N > 0; with ``--stages 2`` also
     ``stage_1 = N`` and ``stage_2 = N``: every stage handled every item. ``<queue>_fill`` is how
     full each queue was on average (% of ``--queue-size``); exercise 2 explains ``unfinished``.
 
 Failure modes:
     A plain ``list`` with ``append``/``pop`` seems to work but needs its own lock and a busy-wait
     when empty; use ``queue.Queue``. An unbounded queue hides a slow consumer until memory runs out;
-    give it a ``maxsize``. Stopping consumers with a flag can leave items behind or a consumer
-    blocked in ``get()`` forever; ``get(timeout=...)`` plus a sentinel per consumer ends them
-    exactly when the queue is drained. Stage workers passing sentinels on send the next stage the
-    wrong number, with items behind them; let the main thread send them once the stage is joined.
+    give it a ``maxsize``. A stop flag (``--stop-with flag``: stop once it is set and the queue is
+    empty) seems to work, but a consumer that looked before it was set waits in ``get()`` for ever
+    (``stranded``): send one sentinel per consumer. Stage workers passing sentinels on send the
+    next stage the wrong number, with items behind them; let main send them once a stage is joined.
 
 Exercises:
     1. Run ``--stages 2 --step-ms 80`` and find the slow step in the thread table (who waits on
@@ -71,6 +71,9 @@ def build_parser():
     add("--stage-workers", type=kit.int_range(1, 8), default=2, help="worker threads in each stage")
     # 15 is half of --consume-ms: by default the consumers stay the slowest step, as with no stages.
     add("--step-ms", type=kit.int_range(0, 1000), default=15, help="ms per item for a stage worker")
+    add("--items", type=kit.int_range(0, 1000), default=0, help="make N items (0: for --duration)")
+    add("--stop-with", choices=("sentinel", "flag"), default="sentinel",
+        help="how readers learn of the end: a sentinel each, or a flag (a failure mode)")
     return parser
 
 
@@ -81,9 +84,10 @@ def parse_args(argv=None):
 def producer(items: queue.Queue, stop: threading.Event, numbers, produce_s: float,
              counts: dict, log):
     me = threading.current_thread().name
-    while not stop.is_set():
+    for item in numbers:  # shared; one C call per number, so thread-safe in CPython
+        if stop.is_set():
+            return
         time.sleep(produce_s)  # stands for real work: reading a file, a socket...
-        item = next(numbers)  # itertools.count is thread-safe in CPython: one C call per number
         try:
             items.put(item, timeout=PUT_TIMEOUT)  # so a producer on a full queue still sees `stop`
         except queue.Full:
@@ -92,11 +96,18 @@ def producer(items: queue.Queue, stop: threading.Event, numbers, produce_s: floa
         log.info("put item %d (queue %d/%d)", item, items.qsize(), items.maxsize)
 
 
-def worker(inbox: queue.Queue, outbox: queue.Queue | None, work_s: float, counts: dict, log):
-    """A stage worker hands each item on to ``outbox``; a consumer (no outbox) is the last step."""
+def worker(inbox: queue.Queue, outbox: queue.Queue | None, work_s: float, counts: dict, log,
+           flag: threading.Event | None, stranded: list):
+    """A stage worker hands each item on to ``outbox``; a consumer (no outbox) is the last step.
+    With a ``flag`` (``--stop-with flag``) it stops once the flag is set and ``inbox`` is empty."""
     me = threading.current_thread().name
-    while True:
-        item = inbox.get(timeout=HAND_OVER_TIMEOUT)  # a timeout so a bug cannot hang us forever
+    while not (flag is not None and flag.is_set() and inbox.empty()):
+        try:
+            item = inbox.get(timeout=HAND_OVER_TIMEOUT)  # a timeout so a bug cannot hang us forever
+        except queue.Empty:  # a bug: nothing came, not even a sentinel (a flag: see Failure modes)
+            log.error("stranded: no item and no sentinel in %d s", HAND_OVER_TIMEOUT)
+            stranded.append(me)  # list.append is thread-safe
+            return
         if item is SENTINEL:
             # Not passed on: the next stage may have more readers than we have workers (some never
             # stop) or fewer (extra sentinels strand the items siblings put behind them), and busy
@@ -123,40 +134,46 @@ def main(argv=None) -> int:
     produced: dict[str, int] = {}
     consumed: dict[str, int] = {}
     handled: list[dict[str, int]] = [{} for _ in range(args.stages)]  # one per stage
-    numbers = itertools.count(1)
+    numbers = iter(range(1, args.items + 1)) if args.items else itertools.count(1)
+    stranded: list[str] = []  # readers that gave up waiting: nothing came, not even a sentinel
+    ends = {"flag": stop if args.stop_with == "flag" else None, "stranded": stranded}
 
     producers = [threading.Thread(target=producer, name=f"Producer-{i}",
                                   args=(queues[0], stop, numbers, args.produce_ms / 1000,
                                         produced, log))
                  for i in range(1, args.producers + 1)]
     # readers[k] are the threads reading queues[k]: each stage in turn, then the consumers.
-    readers = [[threading.Thread(target=worker, name=f"Stage{s}-Worker-{i}",
+    readers = [[threading.Thread(target=worker, name=f"Stage{s}-Worker-{i}", kwargs=ends,
                                  args=(queues[s - 1], queues[s], args.step_ms / 1000, counts, log))
                 for i in range(1, args.stage_workers + 1)]
                for s, counts in enumerate(handled, start=1)]
-    readers.append([threading.Thread(target=worker, name=f"Consumer-{i}",
+    readers.append([threading.Thread(target=worker, name=f"Consumer-{i}", kwargs=ends,
                                      args=(queues[-1], None, args.consume_ms / 1000, consumed, log))
                     for i in range(1, args.consumers + 1)])
     for thread in producers + [thread for group in readers for thread in group]:
         thread.start()
-    log.info("started %d producers, %d consumers and %d stage workers; producing for %.1fs",
-             len(producers), args.consumers, args.stages * args.stage_workers, args.duration)
+    log.info("started %d producers, %d consumers and %d stage workers; producing %s",
+             len(producers), args.consumers, args.stages * args.stage_workers,
+             f"{args.items} items" if args.items else f"for {args.duration:.1f}s")
 
     # Sample how full each queue is while producing; stop.wait returns early if Ctrl-C set it.
-    fill, samples, end = {q.name: 0.0 for q in queues}, 0, time.monotonic() + args.duration
+    phase = 0 if args.items else args.duration  # --items (step mode's level): no timed phase
+    fill, samples, end = {q.name: 0.0 for q in queues}, 0, time.monotonic() + phase
     while (remaining := end - time.monotonic()) > 0 and not stop.wait(min(SAMPLE_S, remaining)):
         samples += 1
         fill = {q.name: fill[q.name] + q.qsize() / q.maxsize for q in queues}
-    stop.set()
+    if not args.items:  # with --items they stop by themselves; `stop` (the flag) waits for them
+        stop.set()
     for thread in producers:
-        thread.join(timeout=PUT_TIMEOUT + 1)
+        thread.join(timeout=HAND_OVER_TIMEOUT if args.items else PUT_TIMEOUT + 1)
+    stop.set()
     # Stage by stage: once every writer of a queue is joined, all its real items are in it, ahead
     # of the sentinels put now, and one sentinel per reader stops each reader exactly once.
     for inbox, group in zip(queues, readers, strict=True):
-        for _ in group:
+        for _ in group if args.stop_with == "sentinel" else ():  # a flag: `stop`, set above
             inbox.put(SENTINEL, timeout=HAND_OVER_TIMEOUT)
-        for thread in group:
-            thread.join(timeout=HAND_OVER_TIMEOUT)
+        for thread in group:  # longer than a reader's get(): a stranded one is counted first
+            thread.join(timeout=HAND_OVER_TIMEOUT + 1)
 
     total_produced, total_consumed = sum(produced.values()), sum(consumed.values())
     stages = {f"stage_{s}": sum(counts.values()) for s, counts in enumerate(handled, start=1)}
@@ -164,8 +181,9 @@ def main(argv=None) -> int:
     fills = {f"{name}_fill": round(100 * f / max(samples, 1)) for name, f in fill.items()}
     kit.emit_result(produced=total_produced, **stages, consumed=total_consumed,
                     left=sum(q.qsize() for q in queues), **fills,
-                    unfinished=sum(q.unfinished_tasks for q in queues))
-    return 0 if all(n == total_produced for n in [*stages.values(), total_consumed]) else 1
+                    unfinished=sum(q.unfinished_tasks for q in queues), stranded=len(stranded))
+    ok = not stranded and all(n == total_produced for n in [*stages.values(), total_consumed])
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

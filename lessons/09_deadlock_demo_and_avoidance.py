@@ -120,7 +120,8 @@ def transfer(strategy, index, first, second, start, stop, args, outcome, log):
 
 def run_strategy(strategy: str, args, stop: threading.Event, log) -> dict[str, int]:
     a, b = traced.Lock("account-A"), traced.Lock("account-B")  # each guards one account's balance
-    start = threading.Barrier(2)  # the start line; only the two transfers wait on it
+    start = traced.Barrier(2, name="start-line")  # only the two transfers wait on it (traced: step
+    # mode holds a thread at it, as at the locks, so a replayed schedule is exact)
     outcome: dict[str, tuple[bool, bool, int]] = {}
     routes = {"Transfer-AB": (a, b), "Transfer-BA": (b, a)}  # opposite orders: a deadlock recipe
     threads = [threading.Thread(target=transfer, name=name,

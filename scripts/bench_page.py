@@ -22,7 +22,16 @@ Target 4 of the issue. Playwright drives Debian's Chromium (``/usr/bin/chromium`
 
 The baseline, measured in the same run, is the same recorder on the page of a run that has already
 ended (nothing streams): what this browser on this machine does at rest. Figures are medians over
-the measurements; the script exits 0 whether targets pass or fail, non-zero only on errors.
+the measurements; the script exits 0 whether targets pass or fail, non-zero only on errors. Before
+each measurement it waits (up to ``--quiet-wait`` s) for the machine to be at most ``--max-busy``
+busy, and prints how busy it was and the load average beside the figure.
+
+Target 5: a finished run of ``--big`` events (1,000,000; the flood program), its page opened for the
+first time (its view model not yet built) and again: seconds until the history's rows, the count of
+rows not drawn and the timeline are drawn, beside a finished 1,000-event run opened the same way.
+
+``--trace FILE`` records a Chromium performance trace of the page at the first rate instead, and
+prints where the renderer's main thread spent its time (parsing, style, layout, paint, script).
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from bench_stream import (  # noqa: E402 - after the path fix-up above
     pct,
     progress,
     start_server,
+    wait_quiet,
 )
 from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
@@ -137,13 +147,114 @@ def measure_rate(browser, server, rate: int) -> dict:
     }
 
 
+def finished_run(server, count: int) -> str:
+    """A run of the flood program that has ended, its page never opened (its view model unbuilt:
+    only the list of runs is polled, which does not build it)."""
+    run_id = server.start("90", count=count)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        run = next(r for r in server.get_json("/api/runs") if r["id"] == run_id)
+        if run["status"] not in ("starting", "running", "stopping"):
+            return run_id
+        time.sleep(0.2)
+    raise RuntimeError(f"run {run_id} did not end")
+
+
+def open_finished(browser, server, run_id: str) -> dict:
+    """Open a finished run's page: seconds until the HTML is in, the history's rows are drawn (with
+    the count of rows not drawn), and the timeline is drawn."""
+    page = browser.new_page()
+    try:
+        began = time.perf_counter()
+        page.goto(f"{server.url}/runs/{run_id}", wait_until="domcontentloaded", timeout=120_000)
+        html = time.perf_counter() - began
+        page.locator("#log-body tr").first.wait_for(timeout=120_000)
+        page.locator("#log-hidden").filter(has_text=re.compile(r"\d")).wait_for(timeout=120_000)
+        rows = time.perf_counter() - began
+        page.locator("#timeline svg").first.wait_for(timeout=120_000)
+        timeline = time.perf_counter() - began
+        return {"html": html, "rows": rows, "timeline": timeline, "all": max(rows, timeline)}
+    finally:
+        page.close()
+
+
+def bench_big(report: Report, browser, server, count: int, quiet: str) -> None:
+    """Target 5: a finished run of ``count`` events opens in <= 1 s (history and timeline drawn),
+    against a finished run of 1,000 events opened the same way."""
+    progress(f"[5] a finished run of {count:,} events: its page, first open and again")
+    small = finished_run(server, 1000)
+    big = finished_run(server, count)
+    base = open_finished(browser, server, small)
+    cold = open_finished(browser, server, big)
+    warm = open_finished(browser, server, big)
+    progress(f"    1k run {base['all']:.2f} s; {count:,} first {cold} ; again {warm}; {quiet}")
+    report.add("5", f"a finished {count // 1000}k-event run's page opens (first time)",
+               f"{cold['all']:.2f} s", f"{base['all']:.2f} s for a 1k-event run", "<= 1 s",
+               cold["all"] <= 1.0)
+    report.add("5", "the same page opened again (its view model kept)", f"{warm['all']:.2f} s",
+               f"{base['all']:.2f} s for a 1k-event run", "<= 1 s", warm["all"] <= 1.0)
+    report.note(f"big run, first open: HTML {cold['html']:.2f} s, rows {cold['rows']:.2f} s, timeline "
+                f"{cold['timeline']:.2f} s; again: HTML {warm['html']:.2f} s, rows {warm['rows']:.2f} s, "
+                f"timeline {warm['timeline']:.2f} s. The first open waits for the run's view model "
+                f"(app/models.py: every event parsed and folded once, for the status line's summary "
+                f"and the timeline)")
+
+
+def trace_once(browser, server, rate: int, path: str) -> None:
+    """A Chromium performance trace of the page at ``rate`` lines/s, and where its main thread's
+    time went (the tasks that took longest, by what they did)."""
+    import collections
+    import json
+
+    run_id = server.start("92", rate=rate, seconds=8)
+    page = browser.new_page()
+    try:
+        page.goto(f"{server.url}/runs/{run_id}")
+        page.wait_for_selector("#log-body tr", timeout=15_000)
+        time.sleep(1.0)
+        browser.start_tracing(page=page, path=path, categories=[
+            "devtools.timeline", "disabled-by-default-devtools.timeline", "v8", "blink", "toplevel"])
+        gaps = gaps_of(page.evaluate(RECORD_FRAMES, 4000))
+        browser.stop_tracing()
+    finally:
+        page.close()
+    with open(path) as f:
+        trace = json.load(f)
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    main_thread = {(e["pid"], e["tid"]) for e in events if e.get("ph") == "M"
+                   and e.get("name") == "thread_name" and e["args"].get("name") == "CrRendererMain"}
+    spans = [e for e in events if (e.get("pid"), e.get("tid")) in main_thread and e.get("ph") == "X"
+             and "dur" in e]
+    busy = collections.Counter()
+    for e in spans:
+        busy[e["name"]] += e["dur"]
+    top = ", ".join(f"{name} {dur / 1000:.0f} ms" for name, dur in busy.most_common(40)
+                    if name in ("ParseHTML", "Layout", "UpdateLayoutTree", "PrePaint", "Paint",
+                                "FunctionCall", "v8.callFunction", "Blink.ForcedStyleAndLayout.UpdateTime",
+                                "MinorGC", "MajorGC", "HitTest", "Commit", "ProxyMain::BeginMainFrame"))
+    print(f"trace at {rate:,}/s ({path}): p50 {pct(gaps, 50):.1f} ms, p99 {pct(gaps, 99):.1f} ms; "
+          f"main thread over 4 s: {top}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one measurement per rate")
     parser.add_argument("--rates", default="1000,10000", help="log lines per second to try")
+    parser.add_argument("--max-busy", type=float, default=0.25,
+                        help="before each measurement, wait until the machine is at most this busy "
+                             "(share of all cores, other work included)")
+    parser.add_argument("--quiet-wait", type=float, default=90.0,
+                        help="seconds to wait for that at most, then measure anyway (and say so)")
+    parser.add_argument("--big", type=int, default=None,
+                        help="events in the finished run whose page is opened (target 5; default "
+                             "1,000,000, 300,000 with --quick; 0 skips it)")
+    parser.add_argument("--trace", metavar="FILE",
+                        help="only record a Chromium performance trace at the first rate into FILE and "
+                             "say where the page's main thread spent its time")
     args = parser.parse_args(argv)
     reps = 1 if args.quick else 3
-    rates = [int(r) for r in args.rates.split(",")]
+    big = args.big if args.big is not None else (300_000 if args.quick else 1_000_000)
+    rates = [int(r) for r in args.rates.split(",") if r.strip()]
     goals = {1000: 0.034, 10000: 0.100}
     report = Report()
     tmp = Path(tempfile.mkdtemp(prefix="threadlab-bench-page-"))
@@ -155,18 +266,26 @@ def main(argv: list[str] | None = None) -> int:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             try:
-                idle = [pct(measure_idle(browser, server), 99) for _ in range(reps)]
+                if args.trace:
+                    trace_once(browser, server, rates[0], args.trace)
+                    return 0
+                idle = []
+                for _ in range(reps):
+                    quiet = wait_quiet(args.max_busy, args.quiet_wait)
+                    idle.append(pct(measure_idle(browser, server), 99))
+                    progress(f"  idle page: p99 frame gap {idle[-1]:.1f} ms ({quiet})")
                 base = statistics.median(idle)
-                progress(f"  idle page: p99 frame gap {base:.1f} ms")
                 for rate in rates:
                     try:
                         runs = []
                         for _ in range(reps):
+                            quiet = wait_quiet(args.max_busy, args.quiet_wait)
                             runs.append(measure_rate(browser, server, rate))
                             g = runs[-1]["gaps"]
                             progress(f"  {rate}/s: p50 {pct(g, 50):.1f} ms, p99 {pct(g, 99):.1f} ms, "
                                      f"max {max(g):.1f} ms over {len(g)} frames; live rows "
-                                     f"{runs[-1]['live_rows']}, hidden {runs[-1]['live_hidden']}")
+                                     f"{runs[-1]['live_rows']}, hidden {runs[-1]['live_hidden']}; "
+                                     f"{quiet}; load after {load()}")
                         p99 = statistics.median(pct(r["gaps"], 99) for r in runs)
                         goal = goals.get(rate, 0.100) * 1000
                         report.add("4", f"page p99 frame gap at {rate:,} lines/s", f"{p99:.1f} ms",
@@ -203,6 +322,12 @@ def main(argv: list[str] | None = None) -> int:
                     except Exception as exc:
                         traceback.print_exc()
                         report.errors.append(f"{rate}/s: {type(exc).__name__}: {exc}")
+                if big:
+                    try:
+                        bench_big(report, browser, server, big, wait_quiet(args.max_busy, args.quiet_wait))
+                    except Exception as exc:
+                        traceback.print_exc()
+                        report.errors.append(f"big run: {type(exc).__name__}: {exc}")
             finally:
                 browser.close()
         report.note(f"idle page p99 frame gaps: {', '.join(f'{x:.1f} ms' for x in idle)}; "

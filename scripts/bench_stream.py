@@ -13,12 +13,27 @@ program, one message per line, started with the same interpreter and environment
             p99 <= 100 ms.
 2. flood    a lesson writing N JSON lines as fast as it can (200k in the full run): every event
             reaches the JSON websocket client, gapless, and ``events.jsonl`` holds every line;
-            lines/s (start → last log event at the client) >= 1.3x websocketd's.
-3. latency  at 1,000 events/s, receive time minus the event's ``t``: p99 <= 5 ms. The first
-            0.25 s after the socket is connected is skipped (for the server, that is history).
+            lines/s (start → last log event at the client) >= 1.3x websocketd's. The client is
+            Node's ``ws`` (scripts/bench_client/sink.js, ws@8 installed with npm into a folder
+            under the system's temp dir when missing), checked first: it sinks a pre-recorded
+            flood from a trivial sender (a socket that answers the handshake and writes frames
+            built beforehand) in both shapes, one line a message and arrays, and the run says
+            whether that is >= 3x every rate it reports. Beside it, the floor: the same program
+            into a bare pipe that a reader empties.
+3. latency  at 1,000 events/s, receive time minus the event's ``t``: p99 <= 5 ms (Node client). The
+            first 0.25 s after the socket is connected is skipped (for the server, that is history).
+3b. classroom  one run at 1,000 events/s watched by 10 JSON and 20 page websockets (Node clients):
+            every JSON viewer gets every event in order, delivery latency p99 <= 50 ms, server CPU
+            (gunicorn master + worker, over the run) <= one core. Baselines in the same run: one
+            JSON viewer alone; then the 30 again with a stalled JSON viewer, a stalled page viewer
+            (4 KB receive buffers, never read) and a JSON viewer that drops its connection halfway
+            and comes back with ``?after=``: it must get every event, the others' p99 stay <= 50 ms.
 5. memory   a fresh server's RSS (gunicorn master + worker, lessons excluded; psutil, sampled every
             100 ms) through a 1M-line flood with a JSON and a page viewer reading: < 150 MB.
-            Baseline: the same server's RSS at rest before the flood.
+            Baseline: the same server's RSS at rest before the flood. Then that finished run's
+            NDJSON download (GET /api/runs/<id>/events, with curl): MB/s after the first byte
+            against reading the file from the disk itself (``dd iflag=direct``), and the server's
+            RSS while it streams (it must not hold the run).
 6. fanout   8 concurrent floods, 4 viewers each (2 JSON + 2 page websockets): every JSON viewer
             gets every event, gapless; then again with one stalled viewer (connects with a 4 KB
             receive buffer, never reads). Others' median completion time with the stall must stay
@@ -36,7 +51,10 @@ program, one message per line, started with the same interpreter and environment
             before commit 194f272, =0 left the sampler thread in a wait(0) busy loop, which made
             =0 slower than sampling and no "off" baseline; the note says how =0 compares now.
 
-(Target 4, the page's frame gaps, is ``scripts/bench_page.py``.)
+(Target 4, the page's frame gaps, and the page of a finished 1M-event run, are
+``scripts/bench_page.py``.) Before each target the script waits (up to ``--quiet-wait`` s) for the
+machine to be at most ``--max-busy`` busy, and every figure is printed with the 1-minute load
+average and the core count: other work on a 2-core machine moves these figures a lot.
 
 The programs streamed are ``scripts/bench_lessons/9N_*.py``; the server is started with
 ``--lessons-dir scripts/bench_lessons`` (``tests.conftest.LiveServer``). Times are whole-operation
@@ -94,6 +112,7 @@ class Row:
     baseline: str
     goal: str
     ok: bool | None  # None: informational, no verdict
+    load: str = ""  # the 1-minute load average when the figure was taken (other work shows here)
 
 
 @dataclass
@@ -104,21 +123,24 @@ class Report:
 
     def add(self, number: str, metric: str, value: str, baseline: str, goal: str,
             ok: bool | None) -> None:
-        self.rows.append(Row(number, metric, value, baseline, goal, ok))
+        now = f"{os.getloadavg()[0]:.2f}"
+        self.rows.append(Row(number, metric, value, baseline, goal, ok, now))
         verdict = "" if ok is None else ("PASS" if ok else "FAIL")
-        progress(f"  -> {metric}: {value} (baseline {baseline}; target {goal}) {verdict}")
+        progress(f"  -> {metric}: {value} (baseline {baseline}; target {goal}; load {now} on "
+                 f"{os.cpu_count()} cores) {verdict}")
 
     def note(self, text: str) -> None:
         self.notes.append(text)
         progress(f"  note: {text}")
 
     def print(self, title: str) -> None:
-        head = ("#", "metric", "threadlab", "baseline", "target", "result")
+        head = ("#", "metric", "threadlab", "baseline", "target", "result", "load")
         cells = [head] + [(r.number, r.metric, r.value, r.baseline, r.goal,
-                           "" if r.ok is None else ("PASS" if r.ok else "FAIL")) for r in self.rows]
+                           "" if r.ok is None else ("PASS" if r.ok else "FAIL"), r.load)
+                          for r in self.rows]
         widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
         line = "  ".join("-" * w for w in widths)
-        print(f"\n{title}")
+        print(f"\n{title}; {os.cpu_count()} cores; load column: 1-minute load average at each figure")
         print(line)
         for i, c in enumerate(cells):
             print("  ".join(s.ljust(w) for s, w in zip(c, widths, strict=True)).rstrip())
@@ -150,6 +172,33 @@ def pct(values: list[float], p: float) -> float:
 
 def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def cpu_busy(window: float = 1.0) -> float:
+    """The share of the machine's CPU time that was busy over ``window`` seconds (/proc/stat)."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields), idle
+
+    total0, idle0 = sample()
+    time.sleep(window)
+    total1, idle1 = sample()
+    return 1 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_quiet(max_busy: float = 0.25, timeout: float = 90.0) -> str:
+    """Wait (up to ``timeout``) until other work leaves the machine mostly idle, so that a figure
+    measures us, not a neighbour; say what it found (busy share, load average) either way."""
+    if not hasattr(os, "getloadavg") or not os.path.exists("/proc/stat"):
+        return "load unknown"
+    deadline = time.monotonic() + timeout
+    busy = cpu_busy()
+    while busy > max_busy and time.monotonic() < deadline:
+        busy = cpu_busy(2.0)
+    verdict = "" if busy <= max_busy else f" (still busy after {timeout:.0f} s)"
+    return f"machine {busy:.0%} busy before, load {load()}{verdict}"
 
 
 def ms(seconds: float) -> str:
@@ -239,6 +288,195 @@ def frames(ws: websocket.WebSocket, seen: Stream, timeout: float) -> Iterator[tu
     seen.end = time.perf_counter()
     with contextlib.suppress(Exception):
         ws.close()
+
+
+# -- a client that is not the bottleneck: Node's `ws` ---------------------------------------------
+
+NODE_DIR = Path(tempfile.gettempdir()) / "threadlab-bench-node"  # npm's prefix; never in the repo
+SINK_JS = ROOT / "scripts" / "bench_client" / "sink.js"
+CLIENT_MARGIN = 3.0  # the client must sink a trivial sender this many times faster than any figure
+
+
+def ensure_node_ws() -> Path:
+    """Node and the ``ws`` package (npm, into NODE_DIR): installed here when missing."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        progress("node/npm are missing: apt-get update && apt-get install -y nodejs npm")
+        subprocess.run(["apt-get", "update"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "nodejs", "npm"], check=True,
+                       stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    modules = NODE_DIR / "node_modules"
+    if not (modules / "ws" / "package.json").exists():
+        progress(f"installing Node's ws@8 into {NODE_DIR}")
+        subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR),
+                        "ws@8"], check=True, stdout=subprocess.DEVNULL)
+    return modules
+
+
+class NodeSink:
+    """One Node process holding any number of websocket clients (scripts/bench_client/sink.js).
+
+    ``open()`` starts a client; ``wait_open()``/``result()`` wait for its connection and its end.
+    Times it reports are epoch seconds (``performance.timeOrigin + now()``), comparable with
+    ``time.time()`` here and with each event's ``t``."""
+
+    def __init__(self) -> None:
+        modules = ensure_node_ws()
+        self.proc = subprocess.Popen(["node", str(SINK_JS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env={**os.environ, "NODE_PATH": str(modules)}, text=True, bufsize=1)
+        self._cond = threading.Condition()
+        self._seen: dict[str, dict[str, dict]] = {}
+        ready = json.loads(self.proc.stdout.readline() or "{}")
+        if ready.get("event") != "ready":
+            raise RuntimeError("the Node sink did not start")
+        self.version = ready.get("node", "?")
+        self._ids = 0
+        threading.Thread(target=self._pump, name="node-sink", daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            message = json.loads(line)
+            with self._cond:
+                self._seen.setdefault(message["id"], {})[message["event"]] = message
+                self._cond.notify_all()
+
+    def open(self, url: str, kind: str = "json", **options) -> str:
+        self._ids += 1
+        cid = f"c{self._ids}"
+        command = {"op": "open", "id": cid, "url": url, "kind": kind, **options}
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+        return cid
+
+    def _wait(self, cid: str, event: str, timeout: float) -> dict:
+        with self._cond:
+            if not self._cond.wait_for(lambda: event in self._seen.get(cid, {}), timeout):
+                raise RuntimeError(f"Node client {cid}: no '{event}' in {timeout} s")
+            return self._seen[cid][event]
+
+    def wait_open(self, cid: str, timeout: float = 30) -> float:
+        return self._wait(cid, "open", timeout)["at"]
+
+    def result(self, cid: str, timeout: float = 180) -> dict:
+        return self._wait(cid, "done", timeout)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def ws_frame(payload: bytes, opcode: int = 1) -> bytes:
+    """One unmasked (server → client) websocket frame."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x80 | opcode, n))
+    elif n < 1 << 16:
+        head = bytes((0x80 | opcode, 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x80 | opcode, 127)) + n.to_bytes(8, "big")
+    return head + payload
+
+
+@contextlib.contextmanager
+def trivial_sender(stream: bytes) -> Iterator[str]:
+    """A websocket server that answers each connection's handshake and writes ``stream`` (frames
+    built beforehand) with one ``sendall``, then a close frame: nothing it does per event."""
+    import base64
+    import hashlib
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+                key = next((line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                            if line.lower().startswith(b"sec-websocket-key:")), b"")
+                accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+                                          .digest())
+                with contextlib.suppress(OSError):
+                    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+                    conn.sendall(stream + ws_frame((1000).to_bytes(2, "big"), opcode=8))
+                    conn.settimeout(10)
+                    conn.recv(4096)  # the client's close frame
+
+    thread = threading.Thread(target=serve, name="trivial-sender", daemon=True)
+    thread.start()
+    try:
+        yield f"ws://127.0.0.1:{port}/"
+    finally:
+        listener.close()
+
+
+def record_flood(count: int) -> list[bytes]:
+    """The flood program's own lines (what both servers stream), recorded once."""
+    done = subprocess.run([PYTHON, str(BENCH_LESSONS / "90_flood.py"), "--log-format", "json",
+                           "--count", str(count)], cwd=ROOT, env=lesson_env(), capture_output=True,
+                          check=True, timeout=120)
+    return [line for line in done.stdout.split(b"\n") if b'"kind": "log"' in line]
+
+
+def sink_rate(sink: NodeSink, stream: bytes, events: int, check_seq: bool) -> float:
+    """Events per second the Node client takes in from the trivial sender (connect → last event)."""
+    with trivial_sender(stream) as url:
+        began = time.time()
+        cid = sink.open(url, "json", check_seq=check_seq, timeout=120)
+        seen = sink.result(cid)
+    if seen["logs"] != events:
+        raise RuntimeError(f"the Node client got {seen['logs']} of {events} events from the trivial sender")
+    return events / (seen["last_log"] - began)
+
+
+@dataclass
+class ClientCheck:
+    """What the Node client sinks, in both shapes the servers send: websocketd's one line a message,
+    and threadlab's arrays (``per_message`` events each, fewer than threadlab's floods carry)."""
+
+    per_line: float = 0.0
+    per_array: float = 0.0
+    per_message: int = 16
+    node: str = ""
+
+    def verdict(self, line_rate: float, array_rate: float) -> tuple[bool, str]:
+        ok = self.per_line >= CLIENT_MARGIN * line_rate and self.per_array >= CLIENT_MARGIN * array_rate
+        text = (f"client check (Node {self.node} + ws): sinks a trivial sender's pre-recorded flood at "
+                f"{self.per_line:,.0f} lines/s one a message ({self.per_line / max(line_rate, 1):.1f}x "
+                f"websocketd's {line_rate:,.0f}/s) and {self.per_array:,.0f} events/s in arrays of "
+                f"{self.per_message} ({self.per_array / max(array_rate, 1):.1f}x threadlab's "
+                f"{array_rate:,.0f}/s): {'not' if ok else 'MAY BE'} the bottleneck "
+                f"(needs >= {CLIENT_MARGIN:.0f}x)")
+        return ok, text
+
+
+def check_client(sink: NodeSink, count: int, reps: int) -> ClientCheck:
+    lines = record_flood(count)
+    per_line = b"".join(ws_frame(line) for line in lines)
+    check = ClientCheck(node=sink.version)
+    n = check.per_message
+    per_array = b"".join(
+        ws_frame(b"[" + b",".join(b'{"seq": %d, ' % (i + j) + line[1:]
+                                  for j, line in enumerate(lines[i:i + n])) + b"]")
+        for i in range(0, len(lines), n))
+    check.per_line = statistics.median(sink_rate(sink, per_line, len(lines), False) for _ in range(reps))
+    check.per_array = statistics.median(sink_rate(sink, per_array, len(lines), True) for _ in range(reps))
+    progress(f"    client check: {check.per_line:,.0f} lines/s one a message, {check.per_array:,.0f} "
+             f"events/s in arrays of {n} (trivial sender, {len(lines):,} recorded lines)")
+    return check
 
 
 # -- the two servers -------------------------------------------------------------------------------
@@ -355,13 +593,18 @@ class Plan:
     end_runs: int
     sampler_pairs: int
     sampler_work: int
+    classroom_seconds: int = 10
+    classroom_reps: int = 3
+    max_busy: float = 0.25  # --max-busy / --quiet-wait: see wait_quiet
+    quiet_wait: float = 90.0
 
 
 def make_plan(quick: bool) -> Plan:
     if quick:
         return Plan(True, start_runs=20, flood_count=100_000, flood_reps=2, latency_seconds=3,
                     latency_reps=1, memory_count=300_000, fanout_count=30_000, fanout_reps=1,
-                    stall_wait=5, end_runs=100, sampler_pairs=3, sampler_work=4_000_000)
+                    stall_wait=5, end_runs=100, sampler_pairs=3, sampler_work=4_000_000,
+                    classroom_seconds=5, classroom_reps=1)
     return Plan(False, start_runs=60, flood_count=200_000, flood_reps=5, latency_seconds=10,
                 latency_reps=3, memory_count=1_000_000, fanout_count=30_000, fanout_reps=3,
                 stall_wait=20, end_runs=100, sampler_pairs=7, sampler_work=12_000_000)
@@ -404,76 +647,253 @@ def count_lines(path: Path) -> int:
         return sum(1 for _ in f)
 
 
-def bench_flood(report: Report, plan: Plan, server: LiveServer, data_dir: Path) -> None:
+def bare_pipe(n: int) -> float:
+    """The floor: the flood program's lines/s into a bare pipe that a reader empties and drops
+    (spawn → end of file, as the servers are timed: spawn → last line at the client)."""
+    began = time.time()
+    proc = subprocess.Popen([PYTHON, str(BENCH_LESSONS / "90_flood.py"), "--log-format", "json",
+                             "--count", str(n)], cwd=ROOT, env=lesson_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE)
+    lines = 0
+    while data := os.read(proc.stdout.fileno(), 256 * 1024):
+        lines += data.count(b"\n")
+    elapsed = time.time() - began
+    proc.wait()
+    if lines != n + 1:  # and the result line
+        raise RuntimeError(f"bare pipe: {lines} lines of {n + 1}")
+    return n / elapsed
+
+
+def bench_flood(report: Report, plan: Plan, server: LiveServer, data_dir: Path, sink: NodeSink) -> None:
     n = plan.flood_count
-    progress(f"[2] flood: {n} lines, {plan.flood_reps} runs each way")
+    progress(f"[2] flood: {n:,} lines, {plan.flood_reps} runs each way, Node ws client")
+    check = check_client(sink, n, 3)
     ours: list[float] = []
     theirs: list[float] = []
     problems: list[str] = []
     messages: list[int] = []
     cpu: list[float] = []
+    floor: list[float] = []
     with websocketd("90_flood.py", "--count", str(n)) as peer:
         for rep in range(plan.flood_reps):
-            began = time.perf_counter()
-            seen = read_stream(connect(peer), check_seq=False, timeout=60)
-            if seen.logs != n:
-                problems.append(f"websocketd delivered {seen.logs} of {n}")
-            theirs.append(seen.logs / (seen.last_log - began))
+            quiet = wait_quiet(plan.max_busy, plan.quiet_wait)
+            floor.append(bare_pipe(n))
+            began = time.time()
+            seen = sink.result(sink.open(peer, "json", check_seq=False, timeout=120))
+            if seen["logs"] != n:
+                problems.append(f"websocketd delivered {seen['logs']} of {n}")
+            theirs.append(seen["logs"] / (seen["last_log"] - began))
 
             cpu_before = server_cpu(server)
-            began = time.perf_counter()
+            began = time.time()
             run_id = server.start("90", count=n)
-            seen = read_stream(connect(json_url(server, run_id)), timeout=60)
-            elapsed = seen.last_log - began if seen.last_log else math.inf
+            seen = sink.result(sink.open(json_url(server, run_id), "json", timeout=120))
+            elapsed = seen["last_log"] - began if seen["last_log"] else math.inf
             cpu.append(server_cpu(server) - cpu_before)
-            ours.append(seen.logs / elapsed)
-            messages.append(seen.messages)
+            ours.append(seen["logs"] / elapsed)
+            messages.append(seen["messages"])
             server.wait_status(run_id)
             lines = count_lines(data_dir / "runs" / run_id / "events.jsonl")
-            if seen.logs != n or not seen.gapless or seen.close_code != 1000 or lines != seen.events:
-                problems.append(f"rep {rep}: {seen.logs}/{n} log events, gapless={seen.gapless}, "
-                                f"close={seen.close_code or seen.ended}, events.jsonl {lines} lines "
-                                f"vs {seen.events} events received")
-            progress(f"    rep {rep}: threadlab {ours[-1]:,.0f}/s in {seen.messages} messages; "
-                     f"websocketd {theirs[-1]:,.0f}/s")
+            if seen["logs"] != n or not seen["gapless"] or seen["close_code"] != 1000 \
+                    or lines != seen["events"]:
+                problems.append(f"rep {rep}: {seen['logs']}/{n} log events, gapless={seen['gapless']}, "
+                                f"close={seen['close_code'] or seen['ended']}, events.jsonl {lines} lines "
+                                f"vs {seen['events']} events received")
+            progress(f"    rep {rep}: threadlab {ours[-1]:,.0f}/s in {seen['messages']} messages "
+                     f"(server CPU {cpu[-1]:.2f} s); websocketd {theirs[-1]:,.0f}/s; bare pipe "
+                     f"{floor[-1]:,.0f}/s; {quiet}")
     rate, base = statistics.median(ours), statistics.median(theirs)
-    report.add("2", f"flood {n // 1000}k lines: lines/s", f"{rate:,.0f}/s", f"{base:,.0f}/s websocketd",
-               f">= 1.3x ({1.3 * base:,.0f}/s)", rate >= 1.3 * base)
+    client_ok, client_text = check.verdict(max(theirs), max(ours))
+    report.add("2", "client check: trivial sender → Node ws client, lines/s",
+               f"{check.per_array:,.0f}/s (arrays of {check.per_message})",
+               f"{check.per_line:,.0f}/s (one a message)", f">= {CLIENT_MARGIN:.0f}x every rate below",
+               client_ok)
+    report.note(client_text)
+    report.add("2", f"flood {n // 1000}k lines: lines/s", f"{rate:,.0f}/s ({rate / base:.2f}x)",
+               f"{base:,.0f}/s websocketd", f">= 1.3x ({1.3 * base:,.0f}/s)", rate >= 1.3 * base)
+    bare = statistics.median(floor)
+    report.add("2", "flood: lines/s against the bare-pipe floor", f"{rate:,.0f}/s ({rate / bare:.0%})",
+               f"{bare:,.0f}/s into a bare pipe", "(info) how close to the floor", None)
     report.add("2", "flood: every event delivered, gapless, on disk", "yes" if not problems else "NO",
                "-", "all", not problems)
     for text in problems:
         report.note(f"flood: {text}")
     report.note(f"flood: median {statistics.median(messages):,.0f} messages for {n:,} events "
                 f"({n / statistics.median(messages):.1f} events/message); server CPU "
-                f"{statistics.median(cpu):.2f} s per flood")
+                f"{statistics.median(cpu):.2f} s per flood ({statistics.median(cpu) / n * 1e6:.1f} µs "
+                f"an event); threadlab each rep {', '.join(f'{x:,.0f}' for x in ours)}; websocketd "
+                f"{', '.join(f'{x:,.0f}' for x in theirs)}")
+    if min(messages) and n / statistics.median(messages) < check.per_message:
+        report.note(f"flood: threadlab's messages carried fewer events than the client check's "
+                    f"{check.per_message}: the check is not a bound for them")
 
 
-def bench_latency(report: Report, plan: Plan, server: LiveServer) -> None:
+def bench_latency(report: Report, plan: Plan, server: LiveServer, sink: NodeSink) -> None:
     secs = plan.latency_seconds
-    progress(f"[3] latency: 1000 events/s for {secs} s, {plan.latency_reps} runs each way")
+    progress(f"[3] latency: 1000 events/s for {secs} s, {plan.latency_reps} runs each way (Node client)")
     ours: list[float] = []
     theirs: list[float] = []
     ours_p50: list[float] = []
     with websocketd("92_steady.py", "--rate", "1000", "--seconds", str(secs)) as peer:
         for _ in range(plan.latency_reps):
-            ws = connect(peer)
-            seen = read_stream(ws, check_seq=False, timeout=30, latency_from=time.time() + 0.25)
-            theirs.append(pct(seen.latencies, 99))
+            seen = sink.result(sink.open(peer, "json", check_seq=False, timeout=secs + 30,
+                                         latency_from=time.time() + 0.25))
+            theirs.append(seen["latency_p99"])
 
             run_id = server.start("92", rate=1000, seconds=secs)
-            ws = connect(json_url(server, run_id))
-            seen = read_stream(ws, timeout=30, latency_from=time.time() + 0.25)
-            if not seen.latencies:
+            seen = sink.result(sink.open(json_url(server, run_id), "json", timeout=secs + 30,
+                                         latency_from=time.time() + 0.25))
+            if not seen["latency_n"]:
                 raise RuntimeError("no log events to time")
-            ours.append(pct(seen.latencies, 99))
-            ours_p50.append(pct(seen.latencies, 50))
+            ours.append(seen["latency_p99"])
+            ours_p50.append(seen["latency_p50"])
             progress(f"    threadlab p50 {ms(ours_p50[-1])} p99 {ms(ours[-1])} max "
-                     f"{ms(max(seen.latencies))} ({len(seen.latencies)} events, "
-                     f"{seen.messages} messages); websocketd p99 {ms(theirs[-1])}")
+                     f"{ms(seen['latency_max'])} ({seen['latency_n']} events, "
+                     f"{seen['messages']} messages); websocketd p99 {ms(theirs[-1])}; load {load()}")
     p99 = statistics.median(ours)
     report.add("3", "latency p99 at 1k events/s", ms(p99), f"{ms(statistics.median(theirs))} websocketd",
                "<= 5 ms", p99 <= 0.005)
     report.note(f"latency: threadlab p50 {ms(statistics.median(ours_p50))}")
+
+
+def classroom_once(server: LiveServer, sink: NodeSink, seconds: int, json_viewers: int, page_viewers: int,
+                   troubles: bool) -> dict:
+    """One run of 92_steady at 1,000 events/s watched by ``json_viewers`` JSON and ``page_viewers``
+    page websockets (Node clients), all connected before the lesson writes its first line; with
+    ``troubles``, also one JSON viewer that stalls (a 4 KB receive buffer, never read), one page
+    viewer that stalls, and one JSON viewer that drops its connection halfway and reconnects with
+    ``?after=``. Server CPU (gunicorn master + worker) is taken over the run's life."""
+    rate = 1000
+    total = rate * seconds
+    cpu_before, wall_before = server_cpu(server), time.perf_counter()
+    run_id = server.start("92", rate=rate, seconds=seconds)
+    from_t = time.time() + 0.5  # events after the viewers are all connected (before: history)
+    ids = [sink.open(json_url(server, run_id), "json", latency_from=from_t, timeout=seconds + 60,
+                     keep_latencies=True) for _ in range(json_viewers)]
+    pages = [sink.open(page_url(server, run_id), "page", timeout=seconds + 60) for _ in range(page_viewers)]
+    stalled = []
+    rejoin = None
+    if troubles:
+        rejoin = sink.open(json_url(server, run_id), "json", latency_from=from_t, timeout=seconds + 60,
+                           reconnect_after=total // 2)
+        for url in (json_url(server, run_id), page_url(server, run_id)):
+            stalled.append(connect(url, sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)]))
+    seen = [sink.result(cid, seconds + 90) for cid in ids]
+    page_seen = [sink.result(cid, seconds + 90) for cid in pages]
+    server.wait_status(run_id, timeout=seconds + 60)
+    cpu = (server_cpu(server) - cpu_before) / (time.perf_counter() - wall_before)
+    rejoined = sink.result(rejoin, seconds + 90) if rejoin else None
+    for ws in stalled:
+        ws.sock.close()
+    latencies = sorted(x for s in seen for x in s.get("latency_values", []))
+    complete = [s["logs"] == total and s["gapless"] and s["close_code"] == 1000 for s in seen]
+    return {
+        "p99": pct(latencies, 99), "p50": pct(latencies, 50), "max": max(latencies, default=math.nan),
+        "worst_p99": max((s["latency_p99"] or math.nan) for s in seen),
+        "complete": sum(complete), "viewers": len(seen), "cpu": cpu,
+        "pages_closed": sum(s["close_code"] == 1000 for s in page_seen),
+        "page_messages": statistics.median(s["messages"] for s in page_seen) if page_seen else 0,
+        "rejoined": None if rejoined is None else
+        (rejoined["logs"] == total and rejoined["gapless"] and rejoined["reconnects"] == 1),
+        "bad": [f"{s['logs']}/{total} gapless={s['gapless']} end={s['close_code'] or s['ended']}"
+                for s, ok in zip(seen, complete, strict=True) if not ok],
+    }
+
+
+def bench_classroom(report: Report, plan: Plan, server: LiveServer, sink: NodeSink) -> None:
+    secs = plan.classroom_seconds
+    progress(f"[3b] classroom: one run at 1,000 events/s for {secs} s; 1 JSON viewer, then 10 JSON + 20 "
+             f"page viewers, then the same with a stalled JSON viewer, a stalled page viewer and one "
+             f"that reconnects; {plan.classroom_reps} rounds")
+    alone, crowd, trouble = [], [], []
+    for _ in range(plan.classroom_reps):
+        progress(f"    {wait_quiet(plan.max_busy, plan.quiet_wait)}")
+        alone.append(classroom_once(server, sink, secs, 1, 0, False))
+        crowd.append(classroom_once(server, sink, secs, 10, 20, False))
+        trouble.append(classroom_once(server, sink, secs, 10, 20, True))
+        progress(f"    p99 latency: alone {ms(alone[-1]['p99'])}, 30 viewers {ms(crowd[-1]['p99'])}, with "
+                 f"troubles {ms(trouble[-1]['p99'])}; server CPU {alone[-1]['cpu']:.2f} / "
+                 f"{crowd[-1]['cpu']:.2f} / {trouble[-1]['cpu']:.2f} cores; complete "
+                 f"{crowd[-1]['complete']}/10, {trouble[-1]['complete']}/10; load {load()}")
+    base = statistics.median(o["p99"] for o in alone)
+    p99 = statistics.median(o["p99"] for o in crowd)
+    p99_trouble = statistics.median(o["p99"] for o in trouble)
+    every = crowd + trouble
+    complete = all(o["complete"] == o["viewers"] for o in every)
+    report.add("3", "classroom: 10 JSON viewers got every event, in order",
+               f"{sum(o['complete'] for o in every)}/{sum(o['viewers'] for o in every)}", "-",
+               "all", complete)
+    report.add("3", "classroom: delivery latency p99 (30 viewers)", ms(p99),
+               f"{ms(base)} one JSON viewer alone", "<= 50 ms", p99 <= 0.050)
+    cpu = statistics.median(o["cpu"] for o in crowd)
+    report.add("3", "classroom: server CPU (30 viewers)", f"{cpu:.2f} cores",
+               f"{statistics.median(o['cpu'] for o in alone):.2f} cores, one viewer", "<= 1 core", cpu <= 1.0)
+    report.add("3", "classroom: p99 with 2 stalled viewers + 1 reconnecting", ms(p99_trouble),
+               f"{ms(p99)} without", "<= 50 ms", p99_trouble <= 0.050)
+    rejoined = all(o["rejoined"] for o in trouble)
+    report.add("3", "classroom: the reconnecting viewer got every event (?after=)",
+               "yes" if rejoined else "NO", "-", "all", rejoined)
+    report.note(f"classroom: latency p50 {ms(statistics.median(o['p50'] for o in crowd))}, worst viewer's "
+                f"p99 {ms(max(o['worst_p99'] for o in crowd))}, max {ms(max(o['max'] for o in crowd))}; "
+                f"with troubles max {ms(max(o['max'] for o in trouble))}; CPU with troubles "
+                f"{statistics.median(o['cpu'] for o in trouble):.2f} cores; page viewers closed normally "
+                f"{min(o['pages_closed'] for o in every)}/20 at least, median "
+                f"{statistics.median(o['page_messages'] for o in crowd):.0f} messages each")
+    for o in every:
+        for text in o["bad"]:
+            report.note(f"classroom: incomplete JSON viewer: {text}")
+
+
+def download(report: Report, server: LiveServer, run_id: str, path: Path) -> None:
+    """The finished flood's NDJSON download (GET /api/runs/<id>/events) with curl (a client that is
+    not the bottleneck), against reading the same file from the disk itself (``dd iflag=direct``,
+    which bypasses the page cache); the server's RSS is sampled while it streams."""
+    size = path.stat().st_size
+
+    def disk() -> float:
+        done = subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=4M", "iflag=direct"],
+                              capture_output=True, text=True, check=True)
+        return float(done.stderr.strip().splitlines()[-1].split(" copied, ")[1].split(" s")[0])
+
+    def get() -> tuple[float, int, int]:
+        peak = [server_rss(server)]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.02):
+                peak.append(server_rss(server))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w",
+                              "%{time_total} %{size_download} %{time_starttransfer}",
+                              f"{server.url}/api/runs/{run_id}/events"], capture_output=True, text=True,
+                             check=True).stdout.split()
+        done.set()
+        sampler.join()
+        first_byte.append(float(out[2]))
+        return float(out[0]) - float(out[2]), int(out[1]), max(peak)
+
+    if not shutil.which("curl"):
+        report.note("download: curl is missing, not measured")
+        return
+    rest = server_rss(server)
+    first_byte: list[float] = []
+    disk_s = statistics.median(disk() for _ in range(3))
+    gets = [get() for _ in range(3)]
+    took = statistics.median(g[0] for g in gets)
+    mb = size / 2**20
+    report.add("5", f"NDJSON download of that run ({mb:.0f} MB), MB/s after the first byte (curl)",
+               f"{mb / took:,.0f} MB/s",
+               f"{mb / disk_s:,.0f} MB/s from the disk (O_DIRECT)", "disk speed (>= 0.8x)",
+               took <= disk_s / 0.8)
+    grew = max(g[2] for g in gets) - rest
+    report.add("5", "server RSS while it downloads", f"+{grew / 2**20:.0f} MB",
+               f"{rest / 2**20:.0f} MB before", "not the run in memory", grew < 0.25 * size)
+    report.note(f"download: first byte after {ms(statistics.median(first_byte))} (median), then streamed "
+                f"(the rate above); medians of 3 each way")
+    if any(g[1] != size for g in gets):
+        report.note(f"download: {[g[1] for g in gets]} bytes of a {size:,}-byte file")
 
 
 def bench_memory(report: Report, plan: Plan, tmp: Path) -> None:
@@ -510,6 +930,7 @@ def bench_memory(report: Report, plan: Plan, tmp: Path) -> None:
         sampler.join()
         after = server_rss(server)
         peak = max(samples)
+        download(report, server, run_id, tmp / "memory" / "runs" / run_id / "events.jsonl")
         report.add("5", f"server RSS peak, {n // 1000}k-line flood", f"{peak / 2**20:.0f} MB",
                    f"{rest / 2**20:.0f} MB at rest", "< 150 MB", peak < 150 * 2**20)
         report.note(f"memory: {len(samples)} samples; RSS after the run ended {after / 2**20:.0f} MB; "
@@ -735,7 +1156,7 @@ def bench_sampler(report: Report, plan: Plan) -> None:
                 + f". Medians of {plan.sampler_pairs} per-round ratios.")
 
 
-TARGETS = ("start", "flood", "latency", "memory", "fanout", "ends", "sampler")
+TARGETS = ("start", "flood", "latency", "classroom", "memory", "fanout", "ends", "sampler")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -744,12 +1165,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(TARGETS),
                         help=f"comma-separated subset of: {', '.join(TARGETS)}")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dirs")
+    parser.add_argument("--max-busy", type=float, default=0.25,
+                        help="before each target, wait until the machine is at most this busy "
+                             "(share of all cores, other work included)")
+    parser.add_argument("--quiet-wait", type=float, default=90.0,
+                        help="seconds to wait for that at most, then measure anyway (and say so)")
     args = parser.parse_args(argv)
     chosen = [t.strip() for t in args.only.split(",") if t.strip()]
     unknown = set(chosen) - set(TARGETS)
     if unknown:
         parser.error(f"unknown target(s): {', '.join(sorted(unknown))}")
     plan = make_plan(args.quick)
+    plan.max_busy, plan.quiet_wait = args.max_busy, args.quiet_wait
     report = Report()
     tmp = Path(tempfile.mkdtemp(prefix="threadlab-bench-"))
     began = time.perf_counter()
@@ -757,14 +1184,23 @@ def main(argv: list[str] | None = None) -> int:
              f"{os.cpu_count()} CPUs; Python {sys.version.split()[0]}; load {load()}")
     ensure_websocketd()
     server: LiveServer | None = None
+    sinks: list[NodeSink] = []
+
+    def node() -> NodeSink:
+        if not sinks:
+            sinks.append(NodeSink())
+        return sinks[0]
+
     try:
-        needs_server = [t for t in chosen if t in ("start", "flood", "latency", "fanout", "ends")]
+        needs_server = [t for t in chosen
+                        if t in ("start", "flood", "latency", "classroom", "fanout", "ends")]
         if needs_server:
             server = start_server(tmp / "shared")
         steps: dict[str, Callable[[], None]] = {
             "start": lambda: bench_start(report, plan, server),
-            "flood": lambda: bench_flood(report, plan, server, tmp / "shared"),
-            "latency": lambda: bench_latency(report, plan, server),
+            "flood": lambda: bench_flood(report, plan, server, tmp / "shared", node()),
+            "latency": lambda: bench_latency(report, plan, server, node()),
+            "classroom": lambda: bench_classroom(report, plan, server, node()),
             "memory": lambda: bench_memory(report, plan, tmp),
             "fanout": lambda: bench_fanout(report, plan, server),
             "ends": lambda: bench_ends(report, plan, server),
@@ -773,6 +1209,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in TARGETS:
             if name not in chosen:
                 continue
+            progress(f"  before {name}: {wait_quiet(args.max_busy, args.quiet_wait)}")
             try:
                 steps[name]()
             except Exception as exc:
@@ -785,6 +1222,8 @@ def main(argv: list[str] | None = None) -> int:
             report.note(f"shared server: RSS {server_rss(server) / 2**20:.0f} MB after all of the "
                         f"above ({runs} runs held)")
     finally:
+        for sink in sinks:
+            sink.close()
         if server is not None:
             server.stop()
         if not args.keep:

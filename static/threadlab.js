@@ -57,24 +57,88 @@
     });
   }
 
+  // What one frame after a message does is measured (scripts/bench_page.py, a Chromium trace):
+  // anything it changes outside the log's box (contain: strict) makes the browser lay out and paint
+  // the whole page, its long source included, instead of the box alone. So the source markers are
+  // redrawn only when the thread table changed, and the slider's end moves once a second (and
+  // whenever someone reaches for it), not every frame.
+  var threadsChanged = true, sliderSynced = 0;
+  var SLIDER_EVERY_MS = 1000;
+
   function afterUpdate() {
     if (scheduled) return;
     scheduled = true;
-    requestAnimationFrame(function () {
+    requestAnimationFrame(function (now) {
       scheduled = false;
       trimLog();
       followLog();
-      if (moment === null) markSource();
-      syncSlider();
+      if (moment === null && threadsChanged) markSource();
+      threadsChanged = false;
+      if (now - sliderSynced >= SLIDER_EVERY_MS) { sliderSynced = now; syncSlider(); }
     });
   }
 
+  var threadsWatch = null;
+  function watchThreads() {
+    var body = $("threads-body");
+    if (threadsWatch) threadsWatch.disconnect();
+    if (!body || !window.MutationObserver) return;
+    threadsWatch = new MutationObserver(function () { threadsChanged = true; });
+    threadsWatch.observe(body, { childList: true });
+  }
+
+  // The count of rows not drawn changes with every message; alone in its own box it is laid out
+  // by itself, and the page around it stays as it is.
+  function isolateCount() {
+    var hidden = $("log-hidden");
+    if (hidden) {
+      hidden.style.display = "inline-block";
+      hidden.style.contain = "strict";
+      hidden.style.width = "16em"; // room for "12345678 rows not drawn"
+      hidden.style.height = "1.3em";
+      hidden.style.verticalAlign = "bottom";
+      hidden.style.whiteSpace = "nowrap";
+    }
+  }
+
+  // The log's part of a websocket message is put in place here, not by htmx. A Chromium trace of
+  // a 10,000 lines/s run showed htmx spending ~8 ms of script on each message's 200 rows (a class
+  // added to and taken off every row, a hidden element added to the document and removed, which
+  // makes the browser lay out the whole page) before the browser drew anything. The rows are the
+  // server's escaped HTML, the same htmx would insert, and carry no hx- attributes to process.
+  // Whatever else the message holds (thread table, status, result...) is left to htmx.
+  var LOG_PARTS = /^\s*<hx-partial hx-target="#log-body" hx-swap="(innerHTML|beforeend)">([\s\S]*?)<\/hx-partial>\s*<hx-partial hx-target="#log-hidden" hx-swap="innerHTML">([^<]*)<\/hx-partial>/;
+
+  document.addEventListener("htmx:ws:before:message:incoming", function (e) {
+    var message = e.detail && e.detail.message, body = $("log-body"), hidden = $("log-hidden");
+    if (!message || typeof message.data !== "string" || !body || !hidden) return;
+    var parts = LOG_PARTS.exec(message.data);
+    if (!parts) return;
+    if (parts[1] === "innerHTML") body.innerHTML = parts[2];
+    else body.insertAdjacentHTML("beforeend", parts[2]);
+    trimLog(); // now, before the browser lays out rows it would only remove
+    var count = parts[3].replace(/&amp;/g, "&");
+    if (hidden.textContent !== count) hidden.textContent = count;
+    var rest = message.data.slice(parts[0].length);
+    if (/\S/.test(rest)) message.data = rest; // htmx reads message.data after this event
+    else e.detail.cancelled = true;
+    afterUpdate();
+  });
+
   // A websocket message has been swapped in; or a swap brought new panes (Run pressed).
   document.addEventListener("htmx:ws:after:message:incoming", afterUpdate);
-  document.addEventListener("htmx:after:swap", function (e) {
-    var target = e.detail && e.detail.ctx && e.detail.ctx.target;
-    if (target && (target.id === "live" || (target.querySelector && target.querySelector("#live")))) setUp();
+  // Set up again only when the panes themselves are new: every websocket message is a swap whose
+  // target is #live too, and setting up per message refetched and redrew the timeline 20 times a
+  // second (found in a Chromium trace of a 1,000 lines/s run).
+  var panes = null;
+  document.addEventListener("htmx:after:swap", function () {
+    if (live() !== panes) setUp();
     afterUpdate();
+  });
+  ["pointerdown", "focusin", "keydown"].forEach(function (type) {
+    document.addEventListener(type, function (e) {
+      if (e.target.closest && e.target.closest("#timebar")) syncSlider();
+    }, true);
   });
 
   document.addEventListener("click", function (e) {
@@ -288,10 +352,13 @@
 
   // -- setting up a run's panes (on load, and when Run brings new ones) -------------------------
   function setUp() {
+    panes = live();
     if (visibility) visibility.disconnect();
     if (timelineTimer) clearInterval(timelineTimer);
-    moment = null; zoom = null; meta = {}; seen = true;
+    moment = null; zoom = null; meta = {}; seen = true; threadsChanged = true;
     stopPlaying();
+    watchThreads();
+    isolateCount();
     var box = $("timeline");
     if (!box || !box.dataset.src) return;
     if (window.IntersectionObserver) {

@@ -7,6 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
+
+import pytest
 
 from .conftest import ROOT, lesson_module
 
@@ -19,8 +22,10 @@ def test_defaults_hand_every_item_over_one_queue(lesson):
     run = lesson("03")
     assert run.returncode == 0, run.stderr[-3000:]
     result = run.result
-    assert set(result) == {"produced", "consumed", "left", "consumer_queue_fill", "unfinished"}
+    assert set(result) == {"produced", "consumed", "left", "consumer_queue_fill", "unfinished",
+                           "stranded"}
     assert result["produced"] == result["consumed"] > 0 and result["left"] == 0
+    assert result["stranded"] == 0, "one sentinel per consumer: nobody waits for ever"
     # Consumers (66 items/s) are slower than producers (100/s): the queue stays mostly full.
     assert result["consumer_queue_fill"] >= 50
     # Nobody calls task_done() (exercise 2): every item and both sentinels stay "unfinished".
@@ -81,3 +86,67 @@ def test_ctrl_c_drains_every_stage_and_exits_cleanly(tmp_path):
     result = [e for e in events if e["kind"] == "result"][-1]["values"]
     assert result["produced"] == result["stage_1"] == result["consumed"] > 0
     assert result["left"] == 0
+
+
+# -- the step-mode level: the learner strands a consumer that stops on a flag ------------------
+
+LEVEL = tomllib.loads((ROOT / "lessons" / "exercises" / "03_producer_consumer.toml")
+                      .read_text())["level"][0]
+LEVEL_FLAGS = [f"--{name.replace('_', '-')}={value}" for name, value in LEVEL["params"].items()]
+MAIN, PRODUCER, CONSUMER = ({"thread": name, "until": "sync"}
+                            for name in ("MainThread", "Producer-1", "Consumer-1"))
+
+
+def taken(run) -> list[dict]:
+    return [{"thread": e["thread"], "until": e["until"]} if "thread" in e else {"free": True}
+            for e in run.of_kind("step")]
+
+
+def test_the_level_is_small_and_plays_the_flag_variant():
+    assert LEVEL["params"] == {"producers": 1, "consumers": 1, "items": 1, "stop_with": "flag",
+                               "consume_ms": 10}
+    schedule = LEVEL["solution"]["schedule"]
+    assert schedule == [MAIN, MAIN, PRODUCER, PRODUCER, CONSUMER, CONSUMER, {"free": True}]
+    assert len([step for step in schedule if "thread" in step]) == LEVEL["shortest"] == 6
+
+
+def test_the_level_solution_strands_the_consumer(lesson):
+    # The consumer looked at the flag (clear) with the queue empty, then went into get(): once
+    # free, main sets the flag, which wakes nobody, and the get() waits out its 10 s timeout.
+    schedule = LEVEL["solution"]["schedule"]
+    began = time.monotonic()
+    run = lesson("03", *LEVEL_FLAGS, env={"THREADLAB_SCHEDULE": json.dumps(schedule)}, timeout=60)
+    assert run.returncode == 1, "a stranded reader is not the lesson as taught"
+    assert not [e for e in run.of_kind("log") if e.get("refused")], "every step must be granted"
+    assert taken(run) == schedule
+    result = run.result
+    assert (result["produced"], result["consumed"], result["left"], result["stranded"]) == (1, 1, 0, 1)
+    assert any(e["msg"].startswith("stranded:") and e["thread"] == "Consumer-1"
+               for e in run.of_kind("log"))
+    assert time.monotonic() - began >= 9, "after free, the timeout runs on the real clock"
+
+
+def test_stepping_everyone_into_a_wait_jumps_the_step_clock_over_the_timeout(lesson):
+    # The same strand, then main into its joins and the consumer into its get(): nothing can move
+    # but by a timeout, so the step clock jumps 10 s and the run ends at once.
+    schedule = [MAIN, MAIN, PRODUCER, PRODUCER, CONSUMER, CONSUMER, MAIN, MAIN, CONSUMER,
+                {"free": True}]
+    began = time.monotonic()
+    run = lesson("03", *LEVEL_FLAGS, env={"THREADLAB_SCHEDULE": json.dumps(schedule)}, timeout=60)
+    assert taken(run) == schedule
+    assert run.result["stranded"] == 1 and run.result["consumed"] == 1
+    assert any("the step clock jumps" in msg for msg in run.messages())
+    assert time.monotonic() - began < 8
+
+
+@pytest.mark.parametrize("params, runs", [(LEVEL_FLAGS, 3), (["--stop-with=flag", "--duration=1"], 1)],
+                         ids=["level", "flag-defaults"])
+def test_a_free_run_with_the_flag_strands_nobody(lesson, params, runs):
+    # The flag looks right: in a free run the consumer, busy 10 ms with its item, looks again after
+    # main set it. Were a free run to strand it too, the level would be no puzzle.
+    for _ in range(runs):
+        run = lesson("03", *params)
+        assert run.returncode == 0, run.stderr[-3000:]
+        result = run.result
+        assert result["stranded"] == 0 and result["left"] == 0
+        assert result["consumed"] == result["produced"] > 0

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import tomllib
+
+import pytest
+
+from .conftest import ROOT
+
 FIXES = ("ordered", "backoff", "random_backoff")
 
 
@@ -51,3 +58,48 @@ def test_livelock_stops_at_the_attempt_cap(lesson):
     result = lesson("09", "--strategy", "livelock", "--max-attempts", "5").result
     assert result["livelock_finished"] == 0
     assert result["livelock_attempts"] == 5
+
+
+# -- the step-mode level: the learner schedules the back-off transfers into a deadlock ----------
+
+LEVEL = tomllib.loads((ROOT / "lessons" / "exercises" / "09_deadlock_demo_and_avoidance.toml")
+                      .read_text())["level"][0]
+LEVEL_FLAGS = [f"--{name.replace('_', '-')}={value}" for name, value in LEVEL["params"].items()]
+
+
+def test_the_level_plays_the_back_off_round_alone():
+    assert LEVEL["params"] == {"strategy": "backoff"}
+    assert LEVEL["checks"][0] == {"events": "deadlock", "where": {"op": "formed"}, "at_least": 1}
+    schedule = LEVEL["solution"]["schedule"]
+    assert schedule[-1] == {"free": True}
+    assert len([step for step in schedule if "thread" in step]) == LEVEL["shortest"] == 11
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3])
+def test_the_level_solution_deadlocks_the_transfers_on_every_replay(lesson, attempt):
+    # Each transfer holds its first account and is stepped into its 10 ms try for the second: a
+    # cycle the step-mode kit reports at once. The tries time out, back off, and get through.
+    schedule = LEVEL["solution"]["schedule"]
+    run = lesson("09", *LEVEL_FLAGS, env={"THREADLAB_SCHEDULE": json.dumps(schedule)}, timeout=60)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert not [e for e in run.of_kind("log") if e.get("refused")], "every step must be granted"
+    taken = [{"thread": e["thread"], "until": e["until"]} if "thread" in e else {"free": True}
+             for e in run.of_kind("step")]
+    assert taken == schedule
+    formed = [d for d in run.of_kind("deadlock") if d["op"] == "formed"]
+    assert len(formed) == 1 and formed[0]["step"] is True and formed[0]["steps"] == 11
+    assert {(c["thread"], tuple(c["holds"]), c["waits_for"]) for c in formed[0]["cycle"]} == {
+        ("Transfer-AB", ("account-A",), "account-B"), ("Transfer-BA", ("account-B",), "account-A")}
+    result = run.result
+    assert (result["backoff_deadlocked"], result["backoff_finished"]) == (0, 1)
+    assert result["backoff_attempts"] >= 2, "the cycle cost each transfer an attempt"
+
+
+def test_a_free_run_of_the_level_reports_no_deadlock(lesson):
+    # The back-off round's cycle lasts one 10 ms try, far below the detector's 0.3 s. Were a free
+    # run to report it too, the level would be no puzzle.
+    for _ in range(3):
+        run = lesson("09", *LEVEL_FLAGS)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert not run.of_kind("deadlock")
+        assert run.result["backoff_finished"] == 1
