@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import defaults, exercises
+from . import defaults, exercise_spec, exercises
 from .exercises import Exercise, Level, Prediction
 from .probe import Unreadable, probe
 
@@ -139,8 +139,8 @@ def _read_exercises(lesson: Lesson, raw: Any) -> None:
         lesson.exercises_error = str(raw["error"])
         return
     try:
-        lesson.exercises, lesson.prediction = exercises.parse(raw, lesson.sections.get("Exercises", ""))
-        lesson.levels = exercises.parse_levels(raw)
+        lesson.exercises, lesson.prediction = exercise_spec.parse(raw, lesson.sections.get("Exercises", ""))
+        lesson.levels = exercise_spec.parse_levels(raw)
     except exercises.SpecError as exc:
         lesson.exercises_error = f"exercises/{lesson.id}.toml: {exc}"
 

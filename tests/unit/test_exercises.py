@@ -10,7 +10,8 @@ import time
 import pytest
 
 from app import create_app, exercises
-from app.exercises import Outcome, SpecError, apply_edits, judge, over_runs, parse
+from app.exercise_spec import parse, parse_levels
+from app.exercises import Outcome, SpecError, apply_edits, judge, over_runs
 from app.filters import inline, prose
 from app.progress import Progress
 from tests.conftest import ROOT
@@ -324,11 +325,11 @@ def test_the_cards_unlock_hints_then_the_solution(client):
 ])
 def test_a_level_that_breaks_the_format_is_refused(raw, problem):
     with pytest.raises(SpecError, match=problem):
-        exercises.parse_levels(raw)
+        parse_levels(raw)
 
 
 def test_a_levels_verdict_counts_the_steps_but_not_the_final_free():
-    level = exercises.parse_levels({"level": [{"n": 2, "goal": "g", "shortest": 3,
+    level = parse_levels({"level": [{"n": 2, "goal": "g", "shortest": 3,
                                                "checks": [{"value": "lost", "above": 0}]}]})[0]
     events = [{"kind": "step", "thread": "A"}, {"kind": "step", "thread": "B"},
               {"kind": "step", "free": True}, {"kind": "result", "values": {"lost": 1}}]
