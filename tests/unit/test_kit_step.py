@@ -354,6 +354,10 @@ def schedule_of(events: list[dict]) -> list[dict]:
             for e in events if e["kind"] == "step"]
 
 
+def without_final_free(plan: list[dict]) -> list[dict]:
+    return plan[:-1] if plan and plan[-1].get("free") else plan
+
+
 def play_race(path: Path, order: str) -> tuple[dict, list[dict]]:
     run = Stepped(path)
     paused = run.expect("paused")
@@ -520,8 +524,10 @@ def test_every_traced_primitive_steps_and_replays_to_the_same_result(tmp_path):
     plan = schedule_of(run.events)
     replay = Stepped(path, schedule=plan)
     assert replay.result() == {"done": [0, 1, 2, 3]}
-    # After the last step the run may end before its next quiescent moment (when it goes free).
-    assert schedule_of(replay.events) in (plan, [*plan, {"free": True}])
+    # A final free is not part of the interleaving: the recorded run may go free when its
+    # controller closes stdin after the last step, and the replay may go free by itself after
+    # the list, or end before it gets there.
+    assert without_final_free(schedule_of(replay.events)) == without_final_free(plan)
     assert pauses(replay.events) == pauses(run.events)
 
 
