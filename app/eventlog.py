@@ -92,6 +92,38 @@ class EventLog:
         with self._changed:
             return len(self._index())
 
+    def index(self) -> tuple[array, int]:
+        """Where each line starts, and the file's size: saved beside a finished run's model
+        (app/model_store.py), so its next first reader need not read the whole file for them."""
+        with self._changed:
+            return self._index(), self._size
+
+    def adopt_index(self, offsets: array, size: int) -> bool:
+        """Take an index saved beside this closed log instead of reading the file for one; the
+        caller has checked that it was made from the file as it is now. False if the log already
+        has one or is live (then it is not needed)."""
+        with self._changed:
+            if not self.closed or self._offsets is not None:
+                return False
+            self._offsets, self._size = offsets, size
+            _keep_index(self)
+            return True
+
+    def lines_at(self, numbers: list[int]) -> list[bytes]:
+        """The lines numbered ``numbers`` (seq), each without its newline; b"" for a number that
+        has none. A finished run's page history is a few hundred of them (app/models.py)."""
+        with self._changed:
+            offsets = self._index()
+            count, size = len(offsets), self._size
+            spans = [(offsets[i], offsets[i + 1] if i + 1 < count else size) if 0 <= i < count else (0, 0)
+                     for i in numbers]
+        out = []
+        with open(self.path, "rb") as f:
+            for start, end in spans:
+                f.seek(start)
+                out.append(f.read(end - start).split(b"\n", 1)[0])  # the last may have a torn line after
+        return out
+
     def append(self, items: list[tuple[bytes, dict[str, Any]]]) -> None:
         """Write a batch (raw line without newline, parsed event) in one write, then wake viewers.
 

@@ -23,7 +23,7 @@ from markupsafe import Markup
 from simple_websocket import ConnectionClosed
 from wsproto.events import TextMessage
 
-from . import fragments
+from . import fragments, models
 from .output import kind_of, safe_parse
 from .runs import Run, RunManager
 
@@ -209,6 +209,8 @@ def stream_page(ws, app: Flask, run: Run, manager: RunManager) -> None:
     view = PageView(app, run)
     cursor = -1
     history = _histories.get(run.log)
+    if history is None and run.log.closed:  # a finished run: its history from its model's index
+        history = models.page_history(run, MAX_LOG_ROWS)
     if history is not None:
         cursor = history["cursor"]
         for name in _HISTORY:

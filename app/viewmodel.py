@@ -14,6 +14,10 @@ States come from two sources. ``thread``/``state`` events are true transitions a
 state is used for what no traced primitive reports (sleeping, waiting-io, an untraced wait), and for
 older runs that have no ``state`` events at all.
 
+A finished run's model is saved beside its log and read back instead of being folded again
+(app/models.py decides when, app/model_store.py reads and writes it). A fold parses the lines it
+reads from the file in batches (app/lineparse.py): about 2 µs an event in all, parse included.
+
 Times: the model stores epoch seconds; everything it returns is run seconds, from the run's first event.
 """
 
@@ -23,29 +27,40 @@ import math
 import re
 import threading
 from array import array
-from bisect import bisect_left, bisect_right
+from collections import deque
+from itertools import chain
 from typing import Any
 
-from .lanes import Lane, as_names, as_text, segments
+from .lanes import Lane, as_names, as_text
+from .lineparse import parse_lines
 from .output import safe_parse
+from .viewquery import Questions
 
 BATCH = 10_000  # events read from the log at a time
+PARSE_AHEAD = 64  # lines parsed together (app/lineparse.py) before they are folded
 MAX_MARKS = 20_000  # ticks (sync, log, signal) kept for drawing; the file has the rest
 MAX_EPOCH = 1e11  # seconds; a larger `t` is a lesson's mistake and would void the axis
 TRACED_WAITS = frozenset({"waiting-lock", "waiting-condition", "waiting-event", "waiting-queue",
                           "waiting-join"})
 LOG_KINDS = ("log", "stdout", "stderr", "signal")
+# What a finished run's page history is drawn from without reading every event (app/models.py's
+# page_history): the newest log rows (the page shows the newest 300) and the newest of each kind
+# the page shows one of.
+HISTORY_ROWS = 1000
+LATEST_KINDS = frozenset({"threads", "result", "deadlock", "stacks", "check", "prediction"})
 _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*)(: .*)?$")  # "RuntimeError: boom", the end of a traceback
 
 
-class ViewModel:
+class ViewModel(Questions):
+    """A run's events folded; what the pages ask of them is in :class:`~app.viewquery.Questions`."""
+
     def __init__(self, run: Any = None) -> None:
         self.run = run
         # _lock guards every field below: request threads share a model; one folds while others wait
         # (they would need the same events anyway). Held across the log read, never across anything
         # that waits on another lock but the EventLog's own, which is never held while calling us.
         self._lock = threading.RLock()
-        self._cursor = -1  # seq of the last event folded
+        self._cursor = -1  # the number (seq) of the log's last line folded
         self._complete = False  # the log was closed and everything in it folded: nothing more to read
         self.first_t: float | None = None
         self.last_t = 0.0
@@ -61,6 +76,9 @@ class ViewModel:
         self.results: dict[str, Any] = {}
         self.exception: str | None = None  # the last line of the last stderr traceback
         self._in_traceback = False
+        self.rows = 0  # log rows (events of LOG_KINDS), whatever their time says
+        self.newest_rows: deque[int] = deque(maxlen=HISTORY_ROWS)  # their line numbers, the newest
+        self.newest: dict[str, int] = {}  # kind (LATEST_KINDS) -> the line number of its newest event
 
     # -- folding --------------------------------------------------------------------------------
 
@@ -71,14 +89,29 @@ class ViewModel:
                 return self
             log = self.run.log
             closed = log.closed  # read first: if closed now, the reads below see every event
+            fold = self._fold
             while batch := log.read(self._cursor, BATCH):
-                for raw, event in batch:
+                if batch[0][1] is None:  # read from the file: every line raw
+                    raws = [raw for raw, _ in batch]
+                    # A few dozen at a time, each folded before the next are parsed: parsed a
+                    # whole read ahead (a thousand thread snapshots among 10,000 events, all in
+                    # memory at once), the fold of scripts/bench_view.py's run took 1.6x as long.
+                    events = chain.from_iterable(parse_lines(raws[i:i + PARSE_AHEAD])
+                                                 for i in range(0, len(raws), PARSE_AHEAD))
+                else:  # the log's recent tail, parsed when it was written
+                    events = (event if event is not None else safe_parse(raw) for raw, event in batch)
+                for event in events:
                     self._cursor += 1
-                    event = event if event is not None else safe_parse(raw)
                     if event is not None:
-                        self.fold(event)
+                        fold(event)
             self._complete = closed
         return self
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock that guards the model: held by whoever folds it or fills it from a saved copy
+        (app/models.py), so two viewers never build one run's model twice."""
+        return self._lock
 
     @property
     def count(self) -> int:
@@ -90,25 +123,44 @@ class ViewModel:
         with self._lock:
             return self._complete
 
+    @property
+    def done(self) -> bool:
+        """``complete`` at a glance, without waiting for a fold under way (app/models.py's cache)."""
+        return self._complete
+
     def fold(self, event: dict[str, Any]) -> None:
         """Fold one parsed event (odd fields are skipped, never raise)."""
-        t = event.get("t")
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not abs(t) < MAX_EPOCH:
-            return  # also NaN and infinity
         with self._lock:
-            if self.first_t is None:
-                self.first_t = float(t)
-            t = max(float(t), self.first_t)
-            self.last_t = max(self.last_t, t)
-            kind = event.get("kind")
+            self._fold(event)
+
+    def _fold(self, event: dict[str, Any]) -> None:
+        # Called once per event of the run (a million for a flood), with the lock held: exact types
+        # instead of isinstance, one dict lookup for the handler, no call where none is needed.
+        kind = event.get("kind")
+        row = kind in LOG_KINDS
+        if row:
+            self.rows += 1
+            self.newest_rows.append(self._cursor)
+        elif type(kind) is str and kind in LATEST_KINDS:
+            self.newest[kind] = self._cursor
+        t = event.get("t")
+        if (type(t) is not float and type(t) is not int) or not -MAX_EPOCH < t < MAX_EPOCH:
+            return  # also a bool, NaN and infinity
+        t = float(t)
+        if self.first_t is None:
+            self.first_t = t
+        elif t < self.first_t:
+            t = self.first_t
+        if t > self.last_t:
+            self.last_t = t
+        handler = _HANDLERS.get(kind) if type(kind) is str else None
+        if row:
             seq = event.get("seq")
-            handler = getattr(self, f"_on_{kind}", None) if isinstance(kind, str) else None
-            if kind in LOG_KINDS:
-                self._log_t.append(t)
-                self._log_seq.append(seq if isinstance(seq, int) else self._cursor)
-            if (handler is None or handler(t, event) is not False) and kind != "threads":
-                self._times.append(t)
-                self._sorted_times = None
+            self._log_t.append(t)
+            self._log_seq.append(seq if isinstance(seq, int) else self._cursor)
+        if (handler is None or handler(self, t, event) is not False) and kind != "threads":
+            self._times.append(t)
+            self._sorted_times = None
 
     def _lanes_for(self, ident: Any, name: str | None) -> list[Lane]:
         return self._by_ident.get(ident, []) if ident is not None else self._by_name.get(name or "", [])
@@ -254,6 +306,8 @@ class ViewModel:
 
     def _on_log(self, t: float, event: dict[str, Any]) -> None:
         error = event.get("level") in ("ERROR", "CRITICAL") or event.get("exc")
+        if self._marks >= MAX_MARKS and not error:
+            return  # as _mark would, before the work for a tick nobody draws (most of a flood)
         self._mark(t, as_text(event.get("thread")), event.get("thread_id"), "error" if error else "log",
                    as_text(event.get("msg"), ""), force=bool(error))
 
@@ -291,92 +345,5 @@ class ViewModel:
         self._marks += 1
 
 
-    # -- questions --------------------------------------------------------------------------------
-
-    def rel(self, t: float) -> float:
-        return round(t - (self.first_t or 0.0), 6)
-
-    @property
-    def duration(self) -> float:
-        with self._lock:
-            return self.rel(self.last_t) if self.first_t is not None else 0.0
-
-    def state_at(self, t: float) -> dict[str, Any]:
-        """The run at ``t`` run seconds (clamped to its span): every thread alive or ended by then."""
-        with self._lock:
-            t = min(max(t, 0.0), self.duration)
-            at = (self.first_t or 0.0) + t
-            threads = []
-            for lane in self._lanes:
-                if not lane.claimed or lane.start > at:
-                    continue  # not started yet at t: absent
-                ended = lane.end is not None and lane.end <= at
-                i = bisect_right(lane.st, at) - 1
-                where, line, holds, waiting = lane.si[i] if i >= 0 else (None, None, (), None)
-                crash = lane.crash if ended and lane.crash else None
-                waiting = lane.waiting_for(at, waiting)
-                waiting = list(waiting) if isinstance(waiting, tuple) else waiting
-                threads.append({
-                    "name": lane.name, "lane": lane.display, "ident": lane.ident,
-                    "state": ("crashed" if crash else "done") if ended else lane.state_at(at),
-                    "where": where, "line": line, "holds": [] if ended else list(holds),
-                    "waiting_for": None if ended else waiting,
-                    "daemon": lane.daemon,
-                    "exc": {k: crash[k] for k in ("type", "message", "where")} if crash else None,
-                })
-            deadlock = None
-            for dl in self._deadlocks:
-                if dl["formed"] <= at and (dl["broken"] is None or dl["broken"] > at):
-                    deadlock = {"cycle": dl["cycle"], "since": self.rel(dl["since"]),
-                                "formed_at": self.rel(dl["formed"])}
-                    if dl["broken"] is not None:
-                        deadlock.update(broken_at=self.rel(dl["broken"]), how=dl["how"])
-            i = bisect_right(self._log_t, at) - 1  # log times are in arrival order: near enough sorted
-            return {"t": t, "duration": self.duration, "threads": threads, "deadlock": deadlock,
-                    "log_seq": self._log_seq[i] if i >= 0 else None}
-
-    def events_times(self) -> list[float]:
-        """Sorted, distinct run-second instants where something happened: prev/next stepping."""
-        with self._lock:
-            if self._sorted_times is None:
-                self._sorted_times = sorted({self.rel(t) for t in self._times})
-            return self._sorted_times
-
-    def step(self, t: float, direction: int) -> float | None:
-        """The instant after (``direction`` > 0) or before ``t`` where something happened, or None."""
-        times = self.events_times()
-        i = bisect_right(times, t + 1e-9) if direction > 0 else bisect_left(times, t - 1e-9) - 1
-        return times[i] if 0 <= i < len(times) else None
-
-    def lanes_between(self, a: float, b: float, step: float = 0.0) -> list[dict[str, Any]]:
-        """Each lane overlapping [a, b] (epoch seconds), for drawing: its segments ``(start, end,
-        state, changes)`` clipped to the range, marks and crash. With ``step`` (seconds a pixel or
-        two stand for), changes closer together than that are one segment of the state seen most in
-        it, ``changes`` counting them: the work is bounded by pixels, not by the run's length."""
-        with self._lock:
-            out = []
-            for lane in self._lanes:
-                stop = min(lane.end if lane.end is not None else self.last_t, b)
-                if lane.claimed and (lane.start > b or stop < a):
-                    continue
-                out.append({"name": lane.name, "display": lane.display, "ident": lane.ident,
-                            "segments": segments(lane, a, stop, step) if lane.claimed else [],
-                            "crash": lane.crash, "marks": [m for m in lane.marks if a <= m[0] <= b]})
-            return out
-
-    def summary(self) -> dict[str, Any]:
-        """How the run went beyond its exit code: threads that crashed, and why it failed."""
-        with self._lock:
-            crashed = sum(1 for lane in self._lanes if lane.crash)
-            why = None
-            if self.status == "failed" or (self.exit_code not in (None, 0)):
-                code = self.exit_code if self.exit_code is not None else "?"
-                why = f"exit code {code}: {self.exception}" if self.exception \
-                    else f"exit code {code} (no traceback)"
-            failed = [k for k in ("passed", "ok", "success") if self.results.get(k) is False]
-            # An exercise's verdict is not the run's: a try that misses its goal ran well (#check).
-            if failed and why is None:
-                why = "result says " + ", ".join(f"{name} is false" for name in failed)
-            deadlocks = sum(1 for dl in self._deadlocks if dl["broken"] is None)
-            return {"crashed": crashed, "why": why, "result_failed": bool(failed), "deadlocked": deadlocks}
-
+# kind -> ViewModel._on_<kind>, looked up once per event by _fold
+_HANDLERS = {name[4:]: func for name, func in vars(ViewModel).items() if name.startswith("_on_")}

@@ -2,8 +2,11 @@
 
 Writes a synthetic 200k-event run (``events.jsonl`` in a temp data dir: a snapshot of 8 threads every
 100 ms, with ``state``, ``sync``, ``thread`` and ``log`` events between) and times, median of several
-rounds: the one-off fold of the file into a model, the timeline drawing (whole run and a 10 s zoom), and
-``state_at`` at 50 random instants. Targets: timeline <= 50 ms, state <= 20 ms once the model is built.
+rounds: the one-off fold of the file into a model, saving that model beside the run and loading it
+back (what a finished run's first look costs instead of the fold, app/model_store.py), the
+timeline drawing (whole run and a 10 s zoom), and ``state_at`` at 50 random instants. Targets:
+timeline <= 50 ms, state <= 20 ms once the model is built; the load is reported beside the fold it
+replaces (the baseline, measured in the same run).
 
     .venv/bin/python scripts/bench_view.py [--events 200000] [--rounds 5]
 """
@@ -22,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app import timeline  # noqa: E402
+from app import model_store, timeline  # noqa: E402
 from app.eventlog import EventLog  # noqa: E402
 from app.viewmodel import ViewModel  # noqa: E402
 
@@ -96,6 +99,16 @@ def main() -> int:
         span = write_run(path, args.events)
         size = path.stat().st_size / 1e6
         build = median_ms(lambda: ViewModel(BenchRun(path)).refresh(), max(1, args.rounds // 2))
+        built = ViewModel(BenchRun(path)).refresh()
+        save = median_ms(lambda: model_store.save(built, built.run.log, model_store.stamp(path)), args.rounds)
+        saved_mb = (folder / model_store.FILE).stat().st_size / 1e6
+
+        def load_saved() -> None:
+            fresh = ViewModel(BenchRun(path))
+            if not model_store.load_into(fresh, fresh.run.log):
+                raise RuntimeError("the saved model did not load")
+
+        restore = median_ms(load_saved, args.rounds)
         tracemalloc.start()
         model = ViewModel(BenchRun(path)).refresh()
         kept = tracemalloc.get_traced_memory()[0] / 1e6
@@ -107,13 +120,16 @@ def main() -> int:
         states = [median_ms(lambda t=t: model.state_at(t), 3) for t in instants]
         svg_kb = len(timeline.render_model(model)) / 1000
     print(f"synthetic run: {model.count} events, {size:.0f} MB, {span:.0f} s, {THREADS} threads")
-    print(f"{'measure':<38}{'median ms':>12}{'target':>10}")
+    print(f"{'measure':<44}{'median ms':>12}{'target':>10}")
     rows = [("build model from disk (one-off)", build, "-"),
+            ("save the finished model beside the run", save, "-"),
+            (f"load the saved model ({saved_mb:.0f} MB), {build / max(restore, 1e-9):.0f}x the fold", restore,
+             "-"),
             ("timeline, whole run", whole, "50"), ("timeline, 10 s zoom", zoom, "50"),
             ("state_at, median of 50 instants", statistics.median(states), "20"),
             ("state_at, worst of 50 instants", max(states), "20")]
     for label, value, target in rows:
-        print(f"{label:<38}{value:>12.2f}{target:>10}")
+        print(f"{label:<44}{value:>12.2f}{target:>10}")
     print(f"model memory: {kept:.1f} MB; whole-run SVG: {svg_kb:.0f} kB")
     return 0
 

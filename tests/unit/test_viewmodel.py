@@ -202,6 +202,8 @@ def test_the_cache_keeps_live_models_and_a_few_finished_ones(tmp_path, monkeypat
     for i in range(8):
         (tmp_path / str(i)).mkdir()
         runs.append(FakeRun(EventLog(tmp_path / str(i) / "events.jsonl", live=True), f"r{i}", live=i < 2))
+        if i >= 2:
+            runs[-1].log.close()  # a finished run's log is closed before its status is final
     built = [models.model_for(run) for run in runs]
     assert models.model_for(runs[7]) is built[7]
     kept = set(models._cache)
