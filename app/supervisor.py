@@ -9,7 +9,9 @@ event loop over a few file descriptors and a few deadlines:
 - a wake-up pipe: request threads post commands (stop, signal, dump) and write a byte to it;
 - the process itself (a Linux pidfd, readable once the leader has exited): then whatever is left of
   its process group is killed *before* the leader is reaped, while its pid still names the group;
-- deadlines: the time limit, and Stop's SIGINT → SIGTERM → SIGKILL escalation.
+- deadlines: the time limit (in step mode it counts only running time: app/deadlines.py, fed the
+  kit's ``step`` and ``paused`` events as they are read), and Stop's SIGINT → SIGTERM → SIGKILL
+  escalation.
 
 The thread that spawns a process must outlive it: Linux sends a child its parent-death signal when
 the *thread* that forked it exits. The supervisor forks the lesson and ends only after reaping it.
@@ -27,8 +29,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import defaults, output
+from . import defaults, models, output
 from .checking import Practice
+from .deadlines import STEP_KINDS, TimeLimit
 from .record import RunRecord
 from .run import Command, Run
 from .worker import Worker
@@ -62,6 +65,10 @@ class Supervisor:
         self.seq = 0  # the next event's number
         self.write_error = ""  # the first error writing the event log (a full disk), if any
         self.deadlines: dict[str, float] = {}  # name → time.monotonic() when it is due
+        # The run time limit while it applies (None: no limit, or stopping, or exited). Invariant:
+        # while it applies, deadlines["limit"] is limit.due(), absent when that is None (a step-mode
+        # run waiting for the learner); only this thread touches either.
+        self.limit: TimeLimit | None = None
         self.pipes: dict[int, tuple[str, output.LineSplitter]] = {}
         self.thread = threading.Thread(target=self._main, name=f"threadlab-run-{run.id}", daemon=True)
 
@@ -97,7 +104,8 @@ class Supervisor:
         self._save()
         self._append(output.server_event("status", status="running", pid=self.worker.pid))
         if self.time_limit:
-            self.deadlines["limit"] = time.monotonic() + self.time_limit
+            self.limit = TimeLimit(self.time_limit, time.monotonic())
+            self._limit_moved()
         return True
 
     def _loop(self, wake_read: int) -> None:
@@ -134,10 +142,31 @@ class Supervisor:
             del self.pipes[fd]
             lines = splitter.flush()
         if lines:
-            self._append_many(output.to_events(lines, name))
+            events = output.to_events(lines, name)
+            self._append_many(events)
+            if self.run.step and self.limit is not None and name == "stdout":
+                self._count_running_time(events)
+
+    def _count_running_time(self, events: list[tuple[dict[str, Any], bytes | None]]) -> None:
+        """Step mode: the kit's steps start the running time, its pauses stop it (app/deadlines.py)."""
+        now = time.monotonic()
+        moved = False
+        for event, _ in events:
+            if event.get("kind") in STEP_KINDS:
+                moved = self.limit.seen(event, now) or moved
+        if moved:
+            self._limit_moved()
+
+    def _limit_moved(self) -> None:
+        due = self.limit.due()
+        if due is None:
+            self.deadlines.pop("limit", None)
+        else:
+            self.deadlines["limit"] = due
 
     def _leader_exited(self) -> None:
         self.worker.reap()  # what the lesson left in its group is killed first
+        self.limit = None
         self.deadlines = {"cut-off": time.monotonic() + DRAIN_AFTER_EXIT}
 
     def _run_due_deadlines(self) -> None:
@@ -183,9 +212,6 @@ class Supervisor:
         elif command.kind == "dump":
             command.answer(*self.worker.send_command())
         elif command.kind == "step":  # step mode: a step (or free) for the kit's stepper
-            if self.time_limit and "limit" in self.deadlines:
-                # While the learner thinks nothing runs: the limit counts from the latest step.
-                self.deadlines["limit"] = time.monotonic() + self.time_limit
             command.answer(*self.worker.send_command(command.args["line"]))
         else:
             command.answer(400, f"unknown command {command.kind!r}")
@@ -200,6 +226,7 @@ class Supervisor:
         self._append(output.server_event("status", status="stopping", reason=reason))
         self._signal_group(signal.SIGINT)
         now = time.monotonic()
+        self.limit = None
         self.deadlines.pop("limit", None)
         self.deadlines.update(term=now + graces[0], kill=now + graces[0] + graces[1])
 
@@ -235,6 +262,7 @@ class Supervisor:
                 _log.exception("ending run %s", self.run.id)
         for command in self.run.close_inbox():
             command.answer(409, f"run already {self.run.status}")
+        models.run_ended(self.run)  # its view model, built once now that its log is closed
         self.on_end(self.run)
 
     def _reap_for_sure(self) -> None:

@@ -1,14 +1,17 @@
 """Step mode through the server (in process, real workers): the learner schedules two real threads.
 A serial schedule loses nothing, an alternating one loses an update, and replaying a run's schedule
-gives the same interleaving and the same result."""
+gives the same interleaving and the same result. The run's time limit counts only running time."""
 
 from __future__ import annotations
 
+import json
+import textwrap
 import time
 
 import pytest
 
 from app import create_app
+from app.deadlines import TimeLimit
 from tests.conftest import ROOT
 
 LESSONS = ROOT / "tests" / "fixtures" / "step_lessons"
@@ -46,8 +49,6 @@ def finished(client, run_id: str) -> dict:
 
 def result(client, run_id: str) -> dict:
     events = client.get(f"/api/runs/{run_id}/events", headers=GOOD).get_data(as_text=True)
-    import json
-
     return [e for e in map(json.loads, events.splitlines()) if e["kind"] == "result"][-1]["values"]
 
 
@@ -113,17 +114,133 @@ def test_a_bad_schedule_gets_400_and_starts_nothing(client, schedule):
 def test_a_level_is_played_in_step_mode_and_scored_by_its_steps(client):
     lesson = client.get("/api/lessons/01", headers=GOOD).get_json()
     assert lesson["levels"] == [{"n": 1, "title": "Lose an update", "goal": "Schedule A and B so that "
-                                 "the counter ends below 2.", "params": {"times": 1}, "shortest": 6}]
+                                 "the counter ends below 2.", "params": {"times": 1}, "shortest": 5}]
     run_id = start(client, level=1)  # no step switch: a level is always played in step mode
-    for one in [*START_BOTH, *ALTERNATING[:4], {"free": True}]:  # read, read, write, write
+    # A reads, then B runs to its end: A is the one thread left to move, so letting go is no luck.
+    a_reads_then_b_runs = [*START_BOTH, *ALTERNATING[0:4:2], {"thread": "B", "until": "sync"}]
+    for one in [*a_reads_then_b_runs, {"free": True}]:
         assert step(client, run_id, **one).status_code == 200
     run = finished(client, run_id)
     assert (run["level"], run["exercise"], run["step"]) == (1, None, True)
-    assert run["check"] == {"exercise": 1, "level": 1, "passed": True, "steps": 6, "shortest": 6,
+    assert run["check"] == {"exercise": 1, "level": 1, "passed": True, "steps": 5, "shortest": 5,
                             "evidence": "counter = 1 of 2",
-                            "message": "goal reached in 6 steps (the shortest known: 6)"}
+                            "message": "goal reached in 5 steps (the shortest known: 5)"}
     serial = start(client, level=1, schedule=[*START_BOTH, *SERIAL])
     check = finished(client, serial)["check"]
     assert (check["passed"], check["evidence"]) == (False, "counter = 2 of 2")
     assert client.post("/runs", json={"lesson": "01", "params": {}, "level": 2},
                        headers=GOOD).get_json()["field"] == "level"
+
+
+# --- the time limit counts only running time --------------------------------------------------
+
+LIMIT = 2.0  # seconds: a run's time limit, short, but longer than a worker takes to start
+SPIN = '''
+"""Spin: a worker that naps, then sleeps long or loops for ever (a fixture for the time limit).
+
+Problem:
+    In step mode the run's time limit counts only the time its threads run.
+"""
+
+import threading
+import time
+
+from lessons import kit
+
+
+def work(nap: float) -> None:
+    time.sleep(nap)
+    # One line, one step: a long stretch of running time.
+    time.sleep(60)
+    while True:  # freed: the run goes on until its time limit
+        time.sleep(0.01)
+
+
+def build_parser():
+    parser = kit.lesson_parser(__doc__)
+    parser.add_argument("--nap", type=kit.float_range(0, 1), default=0.2, help="seconds")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    kit.setup(args)
+    worker = threading.Thread(target=work, name="Worker", args=(args.nap,), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+'''
+
+
+@pytest.fixture
+def limited(tmp_path):
+    """A server whose runs have a short time limit, on one lesson that can run for ever."""
+    lessons = tmp_path / "lessons"
+    lessons.mkdir()
+    (lessons / "01_spin.py").write_text(textwrap.dedent(SPIN).lstrip())
+    app = create_app({"DATA_DIR": str(tmp_path / "data"), "LESSONS_DIR": str(lessons), "PORT": 8765,
+                      "RUN_TIME_LIMIT": LIMIT})
+    yield app.test_client()
+    app.extensions["threadlab.runs"].shutdown(timeout=5)
+
+
+def held_again(client, run_id: str) -> dict:
+    """The next ``paused`` event in which no thread sleeps: all wait for the learner again."""
+    deadline = time.monotonic() + 20
+    while True:
+        events = client.get(f"/api/runs/{run_id}/events", headers=GOOD).get_data(as_text=True)
+        last = [e for e in map(json.loads, events.splitlines()) if e["kind"] == "paused"][-1]
+        if not last["running"]:
+            return last
+        assert time.monotonic() < deadline, last
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("run_on", ["free", "step into a long sleep"])
+def test_a_paused_run_outlives_its_time_limit_but_a_running_one_does_not(limited, run_on):
+    run_id = start(limited, step=True)
+    assert step(limited, run_id, thread="MainThread", until="sync").status_code == 200  # starts Worker
+    time.sleep(LIMIT * 1.25)  # the learner thinks, longer than the run may run
+    answer = step(limited, run_id, thread="Worker")  # the nap: running time, far less than LIMIT
+    assert answer.status_code == 200, answer.get_json()
+    paused = held_again(limited, run_id)
+    assert {t["name"]: t["source"] for t in paused["threads"]} == {
+        "MainThread": "worker.join(timeout=120)", "Worker": "time.sleep(60)"}
+    assert paused["clock"] < LIMIT
+    assert limited.get(f"/api/runs/{run_id}", headers=GOOD).get_json()["status"] == "running"
+    if run_on == "free":
+        assert step(limited, run_id, free=True).status_code == 200
+    else:
+        assert step(limited, run_id, thread="Worker").status_code in (200, 202)  # asleep: running
+    run = finished(limited, run_id)  # within finished()'s 20 s, not the lesson's 60 s
+    assert run["status"] == "timeout"
+    events = limited.get(f"/api/runs/{run_id}/events", headers=GOOD).get_data(as_text=True)
+    assert '"reason": "time limit"' in events
+
+
+def test_the_limit_counts_the_kit_s_running_time_not_the_learner_s():
+    """The bookkeeping alone, on the kit's events: pauses cost nothing, running does."""
+    def paused(clock, **fields):
+        return {"kind": "paused", "clock": clock, "running": [], "stuck": False,
+                "threads": [{"name": "A", "can_run": True}], **fields}
+
+    limit = TimeLimit(5.0, now=100.0)
+    assert limit.due() == 105.0  # the threads run to their first hold
+    limit.seen(paused(0.5), now=101.0)
+    assert limit.due() is None  # the learner thinks: nothing is due
+    limit.seen({"kind": "step", "thread": "A"}, now=700.0)
+    assert limit.due() == 704.5  # 0.5 s used before
+    limit.seen(paused(1.5, running=["A"]), now=701.0)  # A sleeps: the clock runs on
+    assert limit.due() == 704.5
+    limit.seen(paused(2.0, threads=[{"name": "A", "can_run": False}],
+                      blocked=[{"name": "B", "timeout_at": 3.0}]), now=702.0)
+    assert limit.due() == 705.0  # nobody can move but by a timeout: the kit's clock jumps to it
+    limit.seen(paused(2.0, stuck=True, threads=[{"name": "A", "can_run": False}]), now=703.0)
+    assert limit.due() is None  # a deadlock: only the learner can end it
+    limit.seen({"kind": "step", "free": True}, now=900.0)
+    limit.seen(paused(6.0), now=901.0)  # the clock passed the limit (a jump): due at once
+    assert limit.due() <= 901.0
