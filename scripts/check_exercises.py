@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import exercises, params  # noqa: E402
+from app import checking, exercises, params  # noqa: E402
 from app.registry import Lesson, Registry  # noqa: E402
 from app.worker import worker_env  # noqa: E402
 
@@ -112,10 +112,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_level(lesson: Lesson, level: exercises.Level, source: str, folder: Path) -> bool:
-    """The level's shortest known schedule reaches its goal in that many steps; a free run of the
-    same parameters does not reach it (else the level is no puzzle)."""
+    """The level's shortest known schedule reaches its goal in that many steps, judged as the
+    dashboard judges a learner's try (a goal left to chance does not count); a free run of the same
+    parameters does not reach it at all (else the level is no puzzle)."""
     values = params.validate(lesson, level.params)
-    solved = exercises.judge(level, attempt(lesson, source, values, folder, level.schedule))
+    solved = checking.judge_level(level, attempt(lesson, source, values, folder, level.schedule))
     ok = solved["passed"] and solved["steps"] == level.shortest
     print(f"{lesson.number} level {level.n} schedule: {'ok' if ok else 'WRONG'}: {solved['evidence']} "
           f"({solved['message']}; {solved['steps']} steps, shortest says {level.shortest})")

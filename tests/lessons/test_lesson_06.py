@@ -87,7 +87,7 @@ def test_the_level_is_small_and_plays_the_buffer_alone():
                                 "at_least": 1}]
     schedule = LEVEL["solution"]["schedule"]
     assert schedule[-1] == {"free": True}
-    assert len([step for step in schedule if "thread" in step]) == LEVEL["shortest"] == 14
+    assert len([step for step in schedule if "thread" in step]) == LEVEL["shortest"] == 16
 
 
 @pytest.mark.parametrize("attempt", [1, 2, 3, 4, 5])

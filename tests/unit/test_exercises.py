@@ -336,3 +336,136 @@ def test_a_levels_verdict_counts_the_steps_but_not_the_final_free():
     verdict = judge(level, Outcome.of(events, {}, "exited"))
     assert (verdict["passed"], verdict["steps"], verdict["shortest"], verdict["level"]) == (True, 2, 3, 2)
     assert verdict["message"] == "goal reached in 2 steps (the shortest known: 3)"
+
+
+# -- a level is won by the learner's schedule, not by the operating system's ----------------------
+
+LOSE = {"level": [{"n": 1, "goal": "g", "shortest": 10, "checks": [{"value": "lost", "above": 0}]}]}
+DEADLOCK = {"level": [{"n": 1, "goal": "g", "shortest": 4, "checks": [
+    {"events": "deadlock", "where": {"op": "formed"}, "at_least": 1}, {"value": "finished", "equals": 1}]}]}
+
+
+def held(name: str, join: str | None = None, can_run: bool = True) -> dict:
+    sync = {"op": "join", "obj": join, "kind": "thread"} if join else None
+    return {"name": name, "ident": hash(name), "next": "l.py:1", "source": "x", "sync": sync,
+            "can_run": can_run}
+
+
+def paused(*threads: dict, blocked: tuple = (), running: tuple = ()) -> dict:
+    return {"kind": "paused", "threads": list(threads), "blocked": list(blocked), "running": list(running)}
+
+
+def stepped(k: int, *, last: list[dict], after: tuple = (), lost: int = 1,
+            source: str = "command") -> list[dict]:
+    """A level try: ``k`` steps, the held state ``last`` after them, the free, then ``after``."""
+    steps = [{"kind": "step", "thread": "T", "until": "line"} for _ in range(k)]
+    return [paused(held("MainThread")), *steps, *last, {"kind": "step", "free": True, "source": source},
+            *after, {"kind": "result", "values": {"lost": lost}}]
+
+
+def level_verdict(raw: dict, events: list[dict]) -> dict:
+    from app.checking import judge_level
+
+    return judge_level(parse_levels(raw)[0], Outcome.of(events, {}, "exited"))
+
+
+def test_a_goal_reached_after_letting_two_threads_go_is_luck_and_does_not_count():
+    # Lesson 05's level one step short: Unlocked-1 has read, Unlocked-2 has not; main waits to join.
+    last = [paused(held("MainThread", join="Unlocked-1"), held("Unlocked-1"), held("Unlocked-2"))]
+    verdict = level_verdict(LOSE, stepped(9, last=last))
+    assert (verdict["passed"], verdict["counted"], verdict["steps"]) == (False, False, 9)
+    assert verdict["message"].startswith("the goal showed, but not by your schedule: you let the "
+                                         "threads run freely at step 9 while Unlocked-1 and "
+                                         "Unlocked-2 had not finished")
+    assert "This try does not count" in verdict["message"]
+    missed = level_verdict(LOSE, stepped(9, last=last, lost=0))  # the same, and luck went against it
+    assert missed["passed"] is False and "counted" not in missed
+    assert missed["message"].startswith("not yet: lost > 0 (you let the threads run freely at step 9")
+
+
+def test_letting_go_when_one_thread_is_left_to_move_counts():
+    # One step more: Unlocked-2 ran to its end; only Unlocked-1 is left, main waits in join for it.
+    last = [paused(held("MainThread", join="Unlocked-1"), held("Unlocked-1"))]
+    verdict = level_verdict(LOSE, stepped(10, last=last))
+    assert verdict == {"exercise": 1, "level": 1, "passed": True, "steps": 10, "shortest": 10,
+                       "evidence": "lost = 1", "message": "goal reached in 10 steps (the shortest known: 10)"}
+    # Waiting in join (blocked, or held before it) counts as waiting only while its thread lives.
+    blocked_in_join = [paused(held("Unlocked-1"), blocked=({"name": "MainThread", "state": "waiting-join",
+                                                            "waiting_for": "Unlocked-1"},))]
+    assert level_verdict(LOSE, stepped(10, last=blocked_in_join))["passed"] is True
+    joins_an_ended_one = [paused(held("MainThread", join="Unlocked-2"), held("Unlocked-1"))]
+    assert "MainThread and Unlocked-1" in level_verdict(LOSE, stepped(10, last=joins_an_ended_one))["message"]
+
+
+@pytest.mark.parametrize("last, names", [
+    ([paused(held("A"), held("B", can_run=False))], "A and B"),  # B waits for A's lock: not for ever
+    ([paused(held("A"), blocked=({"name": "B", "state": "waiting-lock", "waiting_for": "x"},))], "A and B"),
+    ([paused(held("A"), running=("Sleeper",))], "A and Sleeper"),  # a sleep ends on the real clock
+])
+def test_every_thread_not_finished_nor_waiting_in_join_could_still_move(last, names):
+    assert f"while {names} had not finished" in level_verdict(LOSE, stepped(3, last=last))["message"]
+
+
+def test_a_thread_started_after_letting_go_is_the_operating_systems_too():
+    # At step 0 only main can move, but it goes on to start the workers, which then race freely.
+    after = [{"kind": "thread", "op": "start", "name": name} for name in ("W-1", "W-2")]
+    verdict = level_verdict(LOSE, stepped(0, last=[], after=after))
+    assert verdict["counted"] is False
+    assert "at step 0, and then W-1 and W-2 started" in verdict["message"]
+
+
+def test_a_goal_that_showed_before_letting_go_counts_whatever_runs_after():
+    last = [paused(held("A"), held("B")), {"kind": "deadlock", "op": "formed"}]
+    events = stepped(4, last=last)
+    events[-1] = {"kind": "result", "values": {"finished": 1}}
+    assert level_verdict(DEADLOCK, events)["passed"] is True
+    # A deadlock that forms only after the threads ran freely is theirs (and the OS's), not the schedule's.
+    late = stepped(4, last=[paused(held("A"), held("B"))], after=({"kind": "deadlock", "op": "formed"},))
+    late[-1] = {"kind": "result", "values": {"finished": 1}}
+    assert level_verdict(DEADLOCK, late)["counted"] is False
+    # A check that something did not happen holds before anything happens: it shows no goal.
+    calm = {"level": [{"n": 1, "goal": "g", "checks": [{"events": "deadlock", "equals": 0}]}]}
+    assert level_verdict(calm, stepped(2, last=[paused(held("A"), held("B"))]))["counted"] is False
+
+
+@pytest.mark.parametrize("source, words", [
+    ("command", "you let the threads run freely at step 2"),
+    ("schedule", "the schedule lets the threads run freely after step 2"),  # a replay: the learner's too
+    ("interrupt", "Stop let the threads go at step 2"),
+    ("stdin", "the threads went free at step 2, when nobody could step them any more"),
+])
+def test_the_check_says_who_let_the_threads_go(source, words):
+    verdict = level_verdict(LOSE, stepped(2, last=[paused(held("A"), held("B"))], source=source))
+    assert words in verdict["message"] and verdict["passed"] is False
+
+
+def test_a_try_stepped_to_its_end_counts_and_one_never_held_does_not():
+    whole = [paused(held("A")), {"kind": "step", "thread": "A", "until": "sync"},
+             {"kind": "result", "values": {"lost": 1}}]
+    assert level_verdict(LOSE, whole)["passed"] is True  # no free: every move was scheduled
+    never = [{"kind": "result", "values": {"lost": 1}}]
+    assert "step mode never held the threads" in level_verdict(LOSE, never)["message"]
+    early = [{"kind": "step", "free": True, "source": "command"}, {"kind": "result", "values": {"lost": 1}}]
+    assert "before they were first held" in level_verdict(LOSE, early)["message"]
+    # Let go while a step was still under way (a sleep): where it was going is unknown.
+    running = [paused(held("A")), {"kind": "step", "thread": "A", "until": "line"},
+               {"kind": "step", "free": True, "source": "command"}, {"kind": "result", "values": {"lost": 1}}]
+    assert "while A's step was still running" in level_verdict(LOSE, running)["message"]
+
+
+def test_a_try_that_does_not_count_is_a_try_but_not_a_pass(tmp_path):
+    progress = Progress(tmp_path)
+    last = [paused(held("MainThread", join="A"), held("A"), held("B"))]
+    luck = level_verdict(LOSE, stepped(9, last=last))
+    progress.add_try(BROWSER, "05", 1, lambda earlier: luck, kind="levels")
+    assert progress.solved(BROWSER, "05", "levels")[1] == {"tries": 1, "passed": False, "recent": [False]}
+
+
+def test_a_level_run_reads_the_events_the_rule_needs(tmp_path):
+    from app.checking import Practice
+
+    level = parse_levels(LOSE)[0]
+    practice = Practice(lesson="05", learner="", progress=Progress(tmp_path), exercise=level)
+    assert {b"step", b"paused", b"thread", b"result"} <= practice.wanted_kinds()
+    assert b"paused" not in Practice(lesson="05", learner="", progress=Progress(tmp_path),
+                                     exercise=one({"status": "exited"})).wanted_kinds()
