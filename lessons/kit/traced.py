@@ -11,14 +11,17 @@ in the module's tables, which the sampler reads into every ``threads`` snapshot:
 (A ``Lock``/``RLock`` keeps its owner on itself instead, for speed: see :class:`Lock`.)
 The tables are plain dicts and lists changed by single operations (``append``, ``remove``,
 ``pop``), which the GIL makes atomic (free-threaded builds lock each dict and list per operation),
-so the uncontended path takes no extra lock: a hot loop over a traced lock costs a few hundred
-nanoseconds more than a bare one, and lesson 05's race still shows. That holds only while no code
-tests an entry and then acts on it as a second step; readers copy (``holds``) or read once
-(``waiting``), and ``_gave`` removes and handles "was not there" instead of checking first.
-Only operations that matter are written as ``sync`` events: a wait that blocks, the acquire that
-ends it, a timeout, a notify, a set. A wait that blocks is also written as two ``state`` events
-(its thread's state when the wait begins, ``running`` with the ``outcome`` when it ends), and its
-end is remembered in :data:`_recent` so the deadlock watch can tell *how* a cycle broke.
+so the uncontended path takes no extra lock: a hot loop over a traced lock costs about a hundred
+nanoseconds more per ``with`` than a bare one, and lesson 05's race still shows. That holds only
+while no code tests an entry and then acts on it as a second step; readers copy (``holds``) or
+read once (``waiting``), and ``_gave`` removes and handles "was not there" instead of checking
+first. Only operations that matter are written as ``sync`` events: a wait that blocks, the acquire
+that ends it, a timeout, a notify, a set. A wait that blocks is also written as two ``state``
+events (its thread's state when the wait begins, ``running`` with the ``outcome`` when it ends),
+and its end is remembered in :data:`_recent` so the deadlock watch can tell *how* a cycle broke.
+A ``Lock``/``RLock`` wait that ends while its thread is still letting the others run (before it
+sleeps on the lock) is in the tables but not written, unless a snapshot showed it: see
+:meth:`Lock._wait`.
 
 :func:`install_join` makes ``Thread.join`` one more traced wait (``waiting-join``, ``obj`` the
 joined thread's name); ``kit.setup`` installs it in JSON mode only.
@@ -51,6 +54,21 @@ _waiting_on: dict[int, Lock] = {}
 _locks: weakref.WeakSet[Lock] = weakref.WeakSet()
 _counter = itertools.count(1)
 _get_ident = threading.get_ident
+_monotonic = time.monotonic
+_sleep = time.sleep  # the real one, whatever a program or step mode does to time.sleep later
+
+# A thread that finds a Lock/RLock taken gives up the GIL up to YIELDS times, for YIELD_FOR
+# seconds at most, before it sleeps on the lock (see Lock._wait): enough for a holder that was
+# switched out while holding it to run and let go, too short to hide a wait that matters.
+YIELDS = 3
+YIELD_FOR = 0.01
+
+# _look_lock makes "read a thread's wait and count the look" (waiting()) one step against "take
+# my wait out of the table and ask whether it was looked at" (Lock._wait). Invariant: a Lock wait
+# that waiting() returned to anyone finds _looks changed when it ends, so it is written. A leaf
+# lock: nothing is taken or written under it.
+_look_lock = threading.Lock()
+_looks = 0  # how many times waiting() read the table; only ever compared for "changed?"
 
 
 class WaitEnd(NamedTuple):
@@ -109,8 +127,16 @@ def owner_of(name: str) -> int | None:
 
 
 def waiting(ident: int) -> tuple[str, str, float] | None:
-    """``(name, state, since)`` when thread ``ident`` is blocked in a traced primitive."""
-    return _waiting.get(ident)
+    """``(name, state, since)`` when thread ``ident`` is blocked in a traced primitive.
+
+    What this returns is shown (a snapshot row), so a lock wait it returns will be written as
+    events too, however short: the timeline never shows a wait with no end.
+    """
+    global _looks
+    with _look_lock:
+        wait = _waiting.get(ident)
+        _looks += 1  # after the read: a wait put in the table before the read sees the change
+    return wait
 
 
 def _took(ident: int, name: str) -> None:
@@ -142,6 +168,11 @@ def _state(thread: threading.Thread, state: str, obj: str, **extra: Any) -> None
         events.emit(
             "state", thread=thread.name, ident=thread.ident, state=state, obj=obj, **extra
         )
+
+
+def _epoch(monotonic: float) -> float:
+    """A ``time.monotonic()`` instant as epoch seconds, the clock of every event's ``t``."""
+    return time.time() - (_monotonic() - monotonic)
 
 
 class _Blocking:
@@ -225,8 +256,11 @@ class Lock:
         return threading.Lock()
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        # Who we are is asked before the lock is taken: one call fewer while holding it (a call is
+        # where CPython may switch threads, and a holder switched out makes the others wait).
+        me = _get_ident()
         if self._try(False):  # the fast path: free, take it, say nothing
-            self._owner = _get_ident()
+            self._owner = me
             return True
         if not blocking:
             return False
@@ -234,27 +268,71 @@ class Lock:
 
     def __enter__(self) -> bool:
         # acquire() again, inlined: a with-statement is the hot loop's whole cost.
+        me = _get_ident()
         if self._try(False):
-            self._owner = _get_ident()
+            self._owner = me
             return True
         return self._wait(-1)
 
     def _wait(self, timeout: float) -> bool:
-        """The slow path: the lock is taken; wait for it, reported."""
-        me = _get_ident()
+        """The slow path: the lock is taken. Wait for it, and write the wait if it is a real one.
+
+        1. The wait is in the tables at once (:func:`waiting`, the wait-for graph): snapshots and
+           the deadlock watch see it from its first instant.
+        2. Give up the GIL a few times (``sleep(0)``) before sleeping on the lock. In CPython the
+           holder of a busy lock was most likely switched out while holding it (at a call inside
+           its ``with``) and only needs a turn to let go. A thread asleep *on the lock* instead
+           turns every later release into a wake-up that the releasing thread, still running,
+           wins by taking the lock again; the sleeper sleeps again, and each release pays a
+           system call: a convoy that made a 4-thread counter loop three to six times slower.
+           A wait that ends here is not written: its thread only waited for its turn on the GIL,
+           as every runnable thread does, and a hot loop makes thousands of them.
+        3. Still taken: sleep on the lock. That is a real wait (the holder is sleeping, doing I/O
+           or a long piece of work), written as ``sync`` and ``state`` events dated when it began.
+           So is a wait that :func:`waiting` showed to anyone, however short.
+        """
+        if timeout < 0 and timeout != -1:
+            raise ValueError("timeout value must be positive")  # as threading.Lock says it
+        me, since, looks = _get_ident(), _monotonic(), _looks
+        deadline = None if timeout == -1 else since + timeout
         _waiting_on[me] = self  # for find_cycle: whose lock we wait for
+        _waiting[me] = (self.name, "waiting-lock", since)
+        written = False  # whether the wait's start is out as events
+        outcome = ""
         try:
-            with _Blocking(self.name, "waiting-lock") as wait:
-                ok = self._try(True, timeout)
-                wait.outcome = "acquired" if ok else "timeout"
+            ok = self._yield_to_holder(since, deadline)
+            if not ok and (deadline is None or _monotonic() < deadline):
+                written = True
+                _wait_began(self.name, since)
+                ok = self._try(True, -1 if deadline is None else max(0.0, deadline - _monotonic()))
+            if ok:
+                self._owner = me
+            outcome = "acquired" if ok else "timeout"
+        except BaseException as exc:  # KeyboardInterrupt in the wait: it ends the wait too
+            outcome = type(exc).__name__
+            raise
         finally:
             _waiting_on.pop(me, None)
-        if ok:
-            self._owner = me
-            _sync("acquired", self.name)
-        else:
-            _sync("timeout", self.name, timeout=timeout)
+            with _look_lock:
+                _waiting.pop(me, None)
+                looked = _looks != looks
+            if looked and not written:
+                written = True
+                _wait_began(self.name, since)
+            if written:
+                _wait_ended(self.name, outcome, timeout)
         return ok
+
+    def _yield_to_holder(self, since: float, deadline: float | None) -> bool:
+        """Step 2 of :meth:`_wait`: True if the lock came free while we let the others run."""
+        end = since + YIELD_FOR if deadline is None else min(since + YIELD_FOR, deadline)
+        for _ in range(YIELDS):
+            if _monotonic() >= end:
+                break
+            _sleep(0)
+            if self._try(False):
+                return True
+        return False
 
     def release(self) -> None:
         self._owner = None
@@ -279,6 +357,29 @@ class Lock:
         return f"<traced {self._kind} {self.name!r} {'locked' if self.locked() else 'unlocked'}>"
 
 
+def _wait_began(name: str, since: float) -> None:
+    """Write a lock wait's start, dated when it began (:meth:`Lock._wait` writes it late)."""
+    if events.enabled():
+        thread, t = threading.current_thread(), _epoch(since)
+        events.emit("sync", t=t, op="wait", obj=name, thread=thread.name, state="waiting-lock")
+        events.emit("state", t=t, thread=thread.name, ident=thread.ident, state="waiting-lock",
+                    obj=name)
+
+
+def _wait_ended(name: str, outcome: str, timeout: float) -> None:
+    """Write a written lock wait's end; remember it for the deadlock watch (:data:`_recent`).
+
+    Only written waits go into ``_recent``: a deadlock's waits sleep on their locks.
+    """
+    thread = threading.current_thread()
+    _recent.append(WaitEnd(_monotonic(), thread.ident or 0, thread.name, name, outcome))
+    _state(thread, "running", name, outcome=outcome)
+    if outcome == "acquired":
+        _sync("acquired", name)
+    elif outcome == "timeout":
+        _sync("timeout", name, timeout=timeout)
+
+
 class RLock(Lock):
     """``threading.RLock`` with a name: its owner may take it again, and must release as often."""
 
@@ -290,13 +391,17 @@ class RLock(Lock):
         self._depth = 0  # guarded by the lock itself: only the owner changes it
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if self._owner == _get_ident():
+        # Lock.acquire inlined (a Condition's default lock is an RLock: hot loops take it too).
+        me = _get_ident()
+        if self._owner == me:
             self._depth += 1
             return True
-        ok = Lock.acquire(self, blocking, timeout)
-        if ok:
-            self._depth = 1
-        return ok
+        if self._try(False):
+            self._owner = me
+        elif not blocking or not self._wait(timeout):
+            return False
+        self._depth = 1
+        return True
 
     __enter__ = acquire
 
@@ -305,10 +410,17 @@ class RLock(Lock):
             raise RuntimeError("cannot release un-acquired lock")
         self._depth -= 1
         if self._depth == 0:
-            Lock.release(self)
+            self._owner = None
+            self._release()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.release()
+        # release() again, inlined (as Lock.__enter__ inlines acquire()): one call fewer per with.
+        if self._owner != _get_ident():
+            raise RuntimeError("cannot release un-acquired lock")
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+            self._release()
 
     def _release_save(self) -> int:
         # Condition.wait on an RLock must release every level and restore them afterwards.
