@@ -28,6 +28,7 @@ UNTILS = ("line", "sync")
 MAX_STEPS = 1000  # steps in a schedule to replay (a level takes tens; a request body is 64 KB)
 ANSWER_WAIT = 2.0  # seconds a step waits for the threads to be held again before it answers 202
 NAME_CHARS = 200
+IDENT_LIMIT = 2**64  # thread idents are unsigned longs
 
 
 def take_fields(data: dict[str, Any]) -> dict[str, Any]:
@@ -64,9 +65,38 @@ def _one_step(item: Any, i: int) -> dict[str, Any]:
     if not isinstance(item, dict):
         raise ParamError("schedule", f"step {i}: expected an object")
     thread, until = item.get("thread"), item.get("until", "line")
-    if not isinstance(thread, str) or not 0 < len(thread) <= NAME_CHARS or until not in UNTILS:
+    if not isinstance(thread, str) or _name_problem(thread) or until not in UNTILS:
         raise ParamError("schedule", f'step {i}: expected {{"thread": name, "until": "line" or "sync"}}')
     return {"thread": thread, "until": until}
+
+
+def _name_problem(name: str) -> str:
+    """Why ``name`` cannot be a thread's name ("" when it can): empty, too long, or not text that
+    can be written out (a lone surrogate from JSON's "\\ud800" would fail later, in the event log)."""
+    if not 0 < len(name) <= NAME_CHARS:
+        return f"1 to {NAME_CHARS} characters"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not valid text (a lone surrogate)"
+    return ""
+
+
+def _thread_ref(thread: Any) -> int | str:
+    """A step's ``thread``: a held thread's ident (a number, or ASCII digits: "²" is a digit to
+    Python but no ident) or its name."""
+    if isinstance(thread, int) and not isinstance(thread, bool):
+        if not 0 < thread < IDENT_LIMIT:
+            raise ParamError("thread", "an ident is a positive 64-bit number")
+        return thread
+    if not isinstance(thread, str):
+        raise ParamError("thread", "name or ident of a held thread")
+    if thread.isascii() and thread.isdecimal() and len(thread) <= len(str(IDENT_LIMIT)):
+        return _thread_ref(int(thread))
+    problem = _name_problem(thread)
+    if problem:
+        raise ParamError("thread", f"a thread's name: {problem}")
+    return thread
 
 
 def schedule_of(run) -> list[dict[str, Any]]:
@@ -144,13 +174,7 @@ def _command(data: dict[str, Any]) -> dict[str, Any]:
         raise ParamError(unknown[0], "unknown field")
     if data.get("free") in (True, "on", "1", "true"):
         return {"cmd": "free"}
-    thread, until = data.get("thread"), data.get("until") or "line"
-    if isinstance(thread, str) and thread.isdigit():
-        thread = int(thread)
-    if isinstance(thread, bool) or not isinstance(thread, (int, str)) or thread in ("", None):
-        raise ParamError("thread", "name or ident of a held thread")
-    if isinstance(thread, str) and len(thread) > NAME_CHARS:
-        raise ParamError("thread", "too long")
+    thread, until = _thread_ref(data.get("thread")), data.get("until") or "line"
     if until not in UNTILS:
         raise ParamError("until", "line or sync")
     return {"cmd": "step", "thread": thread, "until": until}
