@@ -113,10 +113,17 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _no_constant(name: str) -> Any:
+    """NaN and ±Infinity are not JSON: Python reads them, but a browser's JSON.parse of the run's
+    API answer would fail. Our writer never produces them (parameters are finite), so a file that
+    holds one was written by someone else."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def load_record(folder: Path) -> RunRecord:
     """The record in ``folder/run.json``, checked field by field; raises :class:`BadRecord`."""
     try:
-        data = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        data = json.loads((folder / "run.json").read_text(encoding="utf-8"), parse_constant=_no_constant)
     except (OSError, ValueError) as exc:
         raise BadRecord(f"{folder.name}: {exc}") from None
     if not isinstance(data, dict):

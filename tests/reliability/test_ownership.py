@@ -78,7 +78,11 @@ def test_concurrent_saves_never_share_a_temp_file(tmp_path):
 
 @pytest.mark.parametrize("content", ["[]", "null", '"text"', "{", '{"id": 3}',
                                      '{"id": "x", "lesson": "01", "params": [], "argv": [], '
-                                     '"status": "exited", "started": 1}'])
+                                     '"status": "exited", "started": 1}',
+                                     '{"id": "x", "lesson": "01", "params": {"n": NaN}, "argv": [], '
+                                     '"status": "exited", "started": 1}',
+                                     '{"id": "x", "lesson": "01", "params": {}, "argv": [], '
+                                     '"status": "exited", "started": Infinity}'])
 def test_a_run_json_that_is_not_a_run_is_skipped_and_the_server_still_starts(tmp_path, content):
     good = RunRecord(id="good", lesson="01", params={"label": "\udcff"}, argv=[], status="exited")
     (tmp_path / "runs" / "good").mkdir(parents=True)
