@@ -32,7 +32,7 @@ from .output import safe_parse
 from .record import FINAL, new_run_id
 from .registry import Lesson
 from .run import Run
-from .runs import RunLimitError, RunManager, StorageError
+from .runs import RunLimitError, RunManager, StartError
 
 _log = logging.getLogger("threadlab.experiments")
 
@@ -186,7 +186,7 @@ class Experiment:
                     run = runs.start(self._lesson, plan.params, plan.argv, reserve=reserve)
                 except RunLimitError:
                     break  # no slot for us now: a release will wake us
-                except StorageError as exc:
+                except StartError as exc:
                     self._set(pending.popleft(), status="failed", error=str(exc))
                     continue
                 live[index := pending.popleft()] = run

@@ -32,7 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import defaults
+from . import defaults, output
 from .checking import Practice
 from .progress import Progress
 from .record import BadRecord, RunRecord, load_record, new_run_id
@@ -48,7 +48,13 @@ class RunLimitError(RuntimeError):
     """Too many runs at once, or the server is stopping; the API answers 429."""
 
 
-class StorageError(RuntimeError):
+class StartError(RuntimeError):
+    """The run could not be started, and holds nothing: the API answers ``http_status``."""
+
+    http_status = 503
+
+
+class StorageError(StartError):
     """The data dir cannot take a new run: 507 when it is full, else 503."""
 
     def __init__(self, exc: OSError) -> None:
@@ -171,14 +177,27 @@ class RunManager:
                                 practice=practice)
         try:
             supervisor.start()
-        except RuntimeError:  # no thread to be had: the run never started, and holds nothing
-            run.transition("failed", ended=time.time())
-            run.log.close()
-            self._release(run.id)
-            raise
+        except RuntimeError as exc:  # no thread to be had: the run never started, and holds nothing
+            self._never_started(run, f"the server could not start a thread for this run ({exc})")
+            raise StartError("the server is too busy to start a run now; try again") from exc
         with run._changed:  # the first status change: running, or failed if it could not start
             run._changed.wait_for(lambda: run.record.status != "starting", timeout=10)
         return run
+
+    def _never_started(self, run: Run, why: str) -> None:
+        """End a run whose supervisor never ran: this request thread is the only one that ever held
+        it, so it writes the record and the log's last lines itself, then gives the slot back."""
+        try:
+            run.log.append(output.numbered_all([(output.text_event("stderr", f"threadlab: {why}"), None),
+                                                (output.server_event("status", status="failed",
+                                                                     reason=why), None)], 0))
+            run.transition("failed", ended=time.time())
+            run.record.save(run.folder)
+        except Exception:  # the slot goes back whatever failed here
+            _log.exception("ending run %s that never started", run.id)
+        finally:
+            run.log.close()
+            self._release(run.id)
 
     def _release(self, run_id: str) -> None:
         with self._lock:

@@ -25,7 +25,7 @@ from . import params as param_rules
 from . import practice, programs, security, stepping
 from .exercises import Level
 from .lookup import body, lesson_or_404, manager, registry, run_or_404
-from .runs import RunLimitError, StorageError
+from .runs import RunLimitError, StartError
 
 bp = Blueprint("views", __name__)
 
@@ -196,8 +196,8 @@ def start_run():
         owner = "" if request.is_json else security.browser_id()  # a page's run: its browser's
         run = manager().start(lesson, values, argv, owner=owner, practice=purpose, source=source,
                               env=env)
-    except (RunLimitError, StorageError) as err:
-        code = err.http_status if isinstance(err, StorageError) else 429
+    except (RunLimitError, StartError) as err:
+        code = err.http_status if isinstance(err, StartError) else 429
         if from_form and is_htmx():
             return render_template("_partials/_run_form.html", lesson=lesson, values=raw,
                                    errors={"_form": str(err)}), code
