@@ -3,6 +3,8 @@ all, both as runs end and when a server starts on a data dir that holds more. Li
 
 from __future__ import annotations
 
+import time
+
 from tests.live_helpers import start_fault_server
 
 
@@ -44,5 +46,29 @@ def test_a_server_starting_on_a_fuller_data_dir_prunes_it(tmp_path):
     try:
         assert [r["id"] for r in live.get_json("/api/runs")] == runs[:1:-1]  # newest first
         assert run_folders(tmp_path) == set(runs[2:])
+    finally:
+        live.stop()
+
+
+def test_runs_an_experiment_shows_are_never_pruned(tmp_path):
+    live = start_fault_server(tmp_path, "--keep-runs", "2")
+    try:
+        status, answer = live.post_json("/experiments", {"lesson": "08", "params": {}, "repeat": 5})
+        assert status == 201, answer
+        experiment = live.get_json(f"/api/experiments/{answer['id']}")
+        deadline = time.monotonic() + 60
+        while experiment["status"] == "running":
+            assert time.monotonic() < deadline, experiment["progress"]
+            time.sleep(0.1)
+            experiment = live.get_json(f"/api/experiments/{answer['id']}")
+        shown = {r["id"] for r in experiment["runs"]}
+        assert len(shown) == 5 and experiment["status"] == "done"
+        quick = []
+        for _ in range(3):  # runs of nobody's experiment: only the newest 2 are kept
+            quick.append(live.start("08"))
+            live.wait_status(quick[-1])
+        assert run_folders(tmp_path) == shown | set(quick[-2:])
+        for run_id in shown:  # each run the experiment links to still opens
+            assert live.request("GET", f"/api/runs/{run_id}")[0] == 200
     finally:
         live.stop()
