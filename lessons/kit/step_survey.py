@@ -143,7 +143,15 @@ def take(now: float, started: Iterable[threading.Thread], looks: Looks) -> Surve
     ending = set(started).difference(listed)
     survey.running.extend(thread for thread in ending if thread.is_alive())
     for thread in listed:
-        if sampler_module.is_kit_thread(thread) or not thread.is_alive():
+        if not thread.is_alive():
+            # Listed but not alive: started, not yet running (threading's "limbo"). Whoever
+            # called its start() waits for it in an Event, which would look like a wait nobody
+            # can end; counted as running, as it soon is. Kit threads too: a slow start of the
+            # sampler once made kit.setup() look stuck, a false deadlock at the first hold.
+            if not thread._started.is_set():  # noqa: SLF001 - no public "starting" state
+                survey.running.append(thread)
+            continue
+        if sampler_module.is_kit_thread(thread):
             continue
         survey.all.append(thread)
         rec = rec_of(thread)
