@@ -147,3 +147,18 @@ def test_the_first_level_of_a_real_lesson_played_in_the_page(page, server, conso
     if number == "09":
         expect(page.locator("#deadlock")).to_contain_text("The cycle formed")
     assert console_errors == []
+
+
+def test_the_panel_follows_a_sleeper_that_comes_back_by_itself(page, step_server, console_errors):
+    page.goto(step_server.url + "/lessons/02")
+    page.get_by_label("step mode: I am the scheduler").check()
+    page.get_by_role("button", name="Run", exact=True).click()
+    press(page, "To next sync MainThread", {"Napper": "time.sleep(nap)"})
+    press(page, "Step Napper")  # into its 1.5 s sleep: not held, nobody's to step
+    expect(page.locator("#stepper tr.running")).to_contain_text("Napper")
+    # No button pressed: the panel shows Napper held at its next line once it wakes.
+    expect(page.locator('#stepper tr[data-thread="Napper"] code')).to_have_text("flag.up = True",
+                                                                                 timeout=10_000)
+    press(page, "Run freely")
+    expect(page.locator("#run-status")).to_contain_text("exited", timeout=10_000)
+    assert console_errors == []
