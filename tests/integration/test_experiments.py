@@ -114,7 +114,10 @@ def test_an_experiment_left_running_is_interrupted_after_a_restart(tmp_path):
             "lesson": "05", "repeat": 30, "params": {"increments": 10_000, "switch_interval": 0.000001}})
         assert status == 201
         experiment_id = answer["id"]
-        time.sleep(1.0)
+        deadline = time.monotonic() + 20
+        while first.get_json(f"/api/experiments/{experiment_id}")["progress"]["running"] == 0:
+            assert time.monotonic() < deadline, "no run started"  # killed with runs in flight
+            time.sleep(0.05)
     finally:  # no shutdown: SIGKILL to the server and its workers, so the file still says running
         server_tree = [first.proc.pid, *(p.pid for p in psutil.Process(first.proc.pid).children(
             recursive=True) if "--log-format" not in p.cmdline())]
