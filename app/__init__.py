@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .scratch import ScratchStore
 
     app.secret_key = security.read_or_create_secret(data_dir / "secret_key")
-    app.config.update(SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True)
+    app.config.update(SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True,
+                      PERMANENT_SESSION_LIFETIME=timedelta(days=defaults.BROWSER_DAYS))
     app.extensions["threadlab.registry"] = Registry(Path(app.config["LESSONS_DIR"]))
     # Experiments first: the run manager prunes as it loads, and must keep the runs they show.
     experiments = app.extensions["threadlab.experiments"] = ExperimentManager(data_dir)

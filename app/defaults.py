@@ -16,3 +16,4 @@ SHUTDOWN_S = 4.0  # DESIGN.md: stopping the server stops every run within 5 s
 # Seconds the registry waits for a lesson file's metadata subprocess: short enough that the index still
 # answers within 2 s when a teacher's file hangs at import (probes run side by side).
 METADATA_TIMEOUT = 1.5
+BROWSER_DAYS = 180  # a browser's id (its progress, its scratch copies) lasts this long unused

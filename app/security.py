@@ -180,6 +180,9 @@ def browser_id() -> str:
     Hashed, so the data dir (which an instructor can read) never holds a usable session value."""
     if "bid" not in session:
         session["bid"] = secrets.token_urlsafe(16)
+        # Kept across browser restarts: a learner's progress and scratch copies hang on this id
+        # (a cookie that died with the browser lost them). Lifetime: PERMANENT_SESSION_LIFETIME.
+        session.permanent = True
     return hashlib.sha256(session["bid"].encode()).hexdigest()[:32]
 
 

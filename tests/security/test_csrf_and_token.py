@@ -273,3 +273,17 @@ def test_the_token_does_not_lift_host_and_origin_checks(token_server):
                                token_server.bearer(**{"Content-Type": "application/x-www-form-urlencoded"}),
                                urlencode({"lesson": "08"}).encode())
     assert status == 403
+
+
+def test_a_browser_id_outlives_the_browser_session(tmp_path):
+    # Progress and scratch copies hang on the browser's id: a cookie without an expiry died with
+    # the browser, and took them along.
+    from app import create_app
+
+    app = create_app({"DATA_DIR": str(tmp_path), "PORT": 8765})
+    client = app.test_client()
+    answer = client.put("/api/lessons/01/scratch", json={"source": "x = 1\n"},
+                        headers={"Host": "127.0.0.1:8765"})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    [cookie] = answer.headers.getlist("Set-Cookie")
+    assert "Expires=" in cookie, cookie
