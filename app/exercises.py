@@ -53,7 +53,7 @@ class Check:
         """The check as a person reads it: ``lost_updates > 0``."""
         if self.subject == "status":
             return "status is " + " or ".join(self.name)
-        what = self.name if self.subject != "events" else f"{self.name} events"
+        what = _subject_words(self)
         operand = self.operand if self.factor == 1 else f"{self.factor:g} × {self.operand}"
         return f"{what} {OP_WORDS[self.op]} {operand}"
 
@@ -246,7 +246,17 @@ def is_number(value: Any) -> bool:
 
 
 def _subject_words(check: Check) -> str:
-    return {"events": f"{check.name} events", "status": "status"}.get(check.subject, str(check.name))
+    """What a check reads, named with its filters (``log lines (from MainThread, with "got
+    SIGTERM")``), so that two checks of one event kind read apart in a verdict."""
+    if check.subject != "events":
+        return "status" if check.subject == "status" else str(check.name)
+    flat = [(k, v) for k, v in check.where.items() if not isinstance(v, dict)]
+    quals = [f"from {v}" if k == "thread" else f"{k} {_show(v)}" for k, v in flat]
+    quals += [f"{k} {inner} {_show(v)}" for k, table in check.where.items() if isinstance(table, dict)
+              for inner, v in table.items()]
+    quals += [f'with "{t}"' if k == "msg" else f'{k} with "{t}"' for k, t in check.contains.items()]
+    what = "log lines" if check.name == "log" else f"{check.name} events"
+    return f"{what} ({', '.join(quals)})" if quals else what
 
 
 def _show(value: Any) -> str:

@@ -122,38 +122,43 @@ def level_cards(lesson: Lesson) -> list[dict[str, Any]]:
              "best": tried.get(level.n, {}).get("best")} for level in lesson.levels]
 
 
-def progress_by_lesson() -> dict[str, tuple[int, int]]:
-    """For the index: each lesson's (solved, exercises) for this browser, where it tried any."""
+def progress_by_lesson() -> dict[str, int]:
+    """For the index: how many of each lesson's exercises this browser solved, where it tried any."""
     kept = manager().progress.of(security.browser_id())
     shown = {}
     for number, entry in kept.items():
         tried = entry.get("exercises", {}) if isinstance(entry, dict) else {}
-        solved = sum(1 for e in tried.values() if isinstance(e, dict) and e.get("passed") is True)
-        shown[number] = solved
+        shown[number] = sum(1 for e in tried.values() if isinstance(e, dict) and e.get("passed") is True)
     return shown
+
+
+def earned(exercise: exercises.Exercise, entry: dict[str, Any]) -> dict[str, Any]:
+    """What one browser's tries of ``exercise`` (its progress ``entry``) have earned: one hint per
+    try whose run missed the goal (a good run of a streak still too short is no miss), every hint
+    once solved, and the solution after passing or, on request, after three tries that did not."""
+    tries, passed = int(entry.get("tries", 0)), bool(entry.get("passed"))
+    failed = tries - (1 if passed else 0)
+    misses = int(entry.get("misses", failed))  # progress kept before misses were counted: tries
+    return {"tries": tries, "passed": passed,
+            "hints": exercise.hints if passed else exercise.hints[:misses],
+            "solution": passed or failed >= TRIES_BEFORE_SOLUTION,
+            "tries_left": max(0, TRIES_BEFORE_SOLUTION - failed)}
 
 
 @bp.app_template_global("exercise_cards")
 def cards(lesson: Lesson) -> list[dict[str, Any]]:
-    """Each exercise with what this browser has earned of it: hints (one more per failed try) and
-    the solution (after passing, or on request after three tries)."""
+    """Each exercise with what this browser has earned of it (:func:`earned`)."""
     tried = manager().progress.solved(security.browser_id(), lesson.number or lesson.id)
     shown = []
     for exercise in lesson.exercises:
-        entry = tried.get(exercise.n, {})
-        tries, passed = int(entry.get("tries", 0)), bool(entry.get("passed"))
-        failed = tries - (1 if passed else 0)
-        solution_diff = ""
-        if passed or failed >= TRIES_BEFORE_SOLUTION:
+        card = {"exercise": exercise, **earned(exercise, tried.get(exercise.n, {})), "solution_diff": ""}
+        if card["solution"]:
             try:
-                solution_diff = exercises.diff(lesson.source, exercise.solved_source(lesson.source),
-                                               lesson.path.name)
+                card["solution_diff"] = exercises.diff(
+                    lesson.source, exercise.solved_source(lesson.source), lesson.path.name)
             except exercises.SpecError as exc:
-                solution_diff = f"(the reference edit no longer applies to this lesson: {exc})"
-        shown.append({"exercise": exercise, "tries": tries, "passed": passed,
-                      "hints": exercise.hints[:failed] if not passed else exercise.hints,
-                      "solution": passed or failed >= TRIES_BEFORE_SOLUTION,
-                      "solution_diff": solution_diff})
+                card["solution_diff"] = f"(the reference edit no longer applies to this lesson: {exc})"
+        shown.append(card)
     return shown
 
 

@@ -36,7 +36,8 @@ class Progress:
 
     def solved(self, browser: str, lesson: str, kind: str = "exercises") -> dict[int, dict[str, Any]]:
         """The exercises (or levels) of one lesson this browser tried, by number: ``tries``,
-        ``passed`` (and a level's ``best``: the fewest steps it was solved in)."""
+        ``passed``, an exercise's ``misses`` (tries whose own run missed the goal) and a level's
+        ``best`` (the fewest steps it was solved in)."""
         kept = self.of(browser).get(lesson, {}).get(kind, {})
         return {int(n): entry for n, entry in kept.items() if str(n).isdigit()}
 
@@ -53,8 +54,13 @@ class Progress:
             if check["passed"] and isinstance(check.get("steps"), int):  # a level: fewest steps
                 entry["best"] = min(check["steps"], entry.get("best", check["steps"]))
             entry["tries"] = int(entry.get("tries", 0)) + 1
+            this_run = check.get("this_run", check["passed"])
+            if kind == "exercises":  # a level's hints come one per try: it has no streak
+                # A miss is a run that missed the goal itself; a good run of a streak not yet long
+                # enough is a try but no miss (no hint: the learner is on the right track).
+                entry["misses"] = int(entry.get("misses", 0)) + (0 if this_run else 1)
             entry["passed"] = bool(entry.get("passed")) or check["passed"]
-            entry["recent"] = [check.get("this_run", check["passed"]), *entry.get("recent", [])][:RECENT]
+            entry["recent"] = [this_run, *entry.get("recent", [])][:RECENT]
             self._write(browser, data)
             return check
 

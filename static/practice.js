@@ -5,6 +5,11 @@
   "use strict";
   var $ = function (id) { return document.getElementById(id); };
   var pane = $("editor-pane"), editor = null, timer = null, quiet = false;
+  // The save in flight, if any. Saves (and Reset) go one at a time, each after the one before has
+  // landed: two requests in flight may be handled in either order, and an older copy landing last
+  // would be what Run runs while the editor shows the newer one.
+  var saving = null;
+  var edited = false;  // whether the copy last saved or loaded differs from the lesson
   var url = pane ? "/api/lessons/" + encodeURIComponent(pane.dataset.lesson) + "/scratch" : null;
 
   function send(method, body) {
@@ -18,18 +23,32 @@
   }
 
   function show(copy) {
+    edited = copy.edited;
     $("editor-state").textContent = copy.edited ? "your copy: edited and saved" : "your copy: the lesson as it is";
     $("editor-diff-out").textContent = copy.diff || "No changes: your copy is the lesson as it is.";
     var box = $("run-scratch");
     if (box) box.checked = copy.edited;
   }
 
+  // Queue ``request`` (a function returning a promise of the copy) after the save in flight; the
+  // promise returned says whether it was kept.
+  function inTurn(request) {
+    var mine = (saving || Promise.resolve()).then(request).then(function (copy) {
+      if (saving === mine && !timer) show(copy);  // a newer save, queued or waiting, shows its own
+      return true;
+    }, function (e) {
+      $("editor-state").textContent = "not saved: " + e.message;
+      return false;
+    }).then(function (kept) { if (saving === mine) saving = null; return kept; });
+    saving = mine;
+    return mine;
+  }
+
   function save() {
     clearTimeout(timer);
     timer = null;
-    return send("PUT", { source: editor.getValue() }).then(show, function (e) {
-      $("editor-state").textContent = "not saved: " + e.message;
-    });
+    // The text is read when the request goes, not when it is queued: the latest typed is sent.
+    return inTurn(function () { return send("PUT", { source: editor.getValue() }); });
   }
 
   function openEditor() {
@@ -63,16 +82,21 @@
   function resetCopy() {
     clearTimeout(timer);
     timer = null;
-    send("DELETE").then(function (copy) {
-      quiet = true; editor.setValue(copy.source, -1); quiet = false;
-      show(copy);
+    inTurn(function () {
+      return send("DELETE").then(function (copy) {
+        quiet = true; editor.setValue(copy.source, -1); quiet = false;
+        return copy;
+      });
     });
   }
 
-  // The lesson's defaults, then the card's parameters: the run is the one the card describes.
+  // The lesson's defaults, then the card's parameters: the run is the one the card describes. A
+  // code-change exercise runs the edited copy, if there is one (reset() would untick the box).
   function fill(form, card) {
     var params = JSON.parse(card.dataset.params || "{}");
     form.reset();
+    var box = $("run-scratch");
+    if (box) box.checked = card.dataset.edit === "1" && edited;
     Object.keys(params).forEach(function (name) {
       var field = $("p-" + name);
       if (!field) return;
@@ -88,6 +112,10 @@
     if (choose) choose.value = card.dataset.n;
     var done = card.dataset.edit === "1" ? openEditor() : Promise.resolve();
     done.then(function () {  // "run my edited copy" follows the copy: ticked once it differs
+      if (card.dataset.edit === "1" && edited && !timer && !saving) {  // say what the copy holds
+        $("editor-state").textContent = "your copy: edited and saved, with your earlier changes " +
+          "(Reset starts again from the lesson)";
+      }
       form.scrollIntoView({ block: "nearest" });
       (card.dataset.edit === "1" && editor ? editor : form.querySelector("button[type=submit]")).focus();
     });
@@ -114,11 +142,13 @@
     else if (t.closest("#editor-diff")) { var out = $("editor-diff-out"); out.hidden = !out.hidden; }
   });
 
-  // Run with a save still waiting: save first, then run what was typed (capture: before htmx).
+  // Run with a save still waiting or in flight: let it land, then run what was typed (capture:
+  // before htmx sees the submit).
   document.addEventListener("submit", function (e) {
-    if (!timer || e.target.id !== "run-form") return;
+    if (!(timer || saving) || e.target.id !== "run-form") return;
     e.preventDefault();
     e.stopImmediatePropagation();
-    save().then(function () { e.target.requestSubmit(); });
+    // A copy that could not be kept is not run: the state line says why, and the old copy would run.
+    (timer ? save() : saving).then(function (kept) { if (kept) e.target.requestSubmit(); });
   }, true);
 })();

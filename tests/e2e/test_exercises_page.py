@@ -54,11 +54,28 @@ def test_a_code_edit_exercise_solved_in_the_editor(page, exercise_server, consol
     expect(page.locator("#editor-pane")).to_be_visible()
     expect(page.locator("#editor .ace_line").first).to_be_visible()
     expect(page.locator("#source")).to_be_hidden()
+    # An editor a learner expects: line numbers, Python highlighting, and undo that really undoes.
+    expect(page.locator("#editor .ace_gutter-cell").first).to_have_text("1")
+    expect(page.locator("#editor .ace_keyword", has_text="def").first).to_be_visible()
+    page.evaluate("ace.edit('editor').find('FACTOR = 1 ')")
+    page.keyboard.type("oops")  # one word: Ace undoes a word at a time (a space starts a new one)
+    expect(page.locator("#editor-state")).to_have_text("your copy: edited and saved")
+    page.keyboard.press("Control+z")
+    expect(page.locator("#editor-state")).to_have_text("your copy: the lesson as it is")
+    assert page.evaluate("ace.edit('editor').getValue()") == (LESSONS / "01_counter.py").read_text()
     # Select the line as a learner would find it, then type over it with real key presses.
     page.evaluate("ace.edit('editor').find('FACTOR = 1 ')")
     page.keyboard.type("FACTOR = 2 ")
     expect(page.locator("#editor-state")).to_have_text("your copy: edited and saved")
     expect(page.locator("#run-scratch")).to_be_checked()
+    # Try it again (or another card, and back): a parameter exercise runs the lesson as it is, a
+    # code-change one keeps running the edited copy (the form's reset must not untick it).
+    page.locator("#exercise-1").get_by_role("button", name="Try it").click()
+    expect(page.locator("#run-scratch")).not_to_be_checked()
+    page.locator("#exercise-2").get_by_role("button", name="Try it").click()
+    expect(page.locator("#run-scratch")).to_be_checked()
+    expect(page.locator("#run-exercise")).to_have_value("2")
+    expect(page.locator("#editor-state")).to_contain_text("Reset starts again from the lesson")
     page.get_by_role("button", name="Diff").click()
     expect(page.locator("#editor-diff-out")).to_contain_text("+FACTOR = 2")
     run_and_wait(page)
@@ -109,3 +126,57 @@ def test_lesson_05s_lock_exercise_solved_in_the_editor(page, server, console_err
     expect(page.locator("#exercise-1 details.solution[open]")).to_contain_text("the read *and* the write"
                                                                                 .replace("*", ""))
     assert console_errors == []
+
+
+def test_saves_land_in_the_order_typed_and_run_waits_for_the_last(page, exercise_server, console_errors):
+    """A slow save still in flight when the learner types on and presses Run: the newer save goes
+    only after it lands, and the run starts only after that, so what runs is what was typed last."""
+    held = []
+
+    def hold_first_put(route):
+        if route.request.method == "PUT" and not held:
+            held.append(route)  # answered below, once the learner has typed on
+        else:
+            route.continue_()
+
+    page.goto(exercise_server.url + "/lessons/01")
+    page.locator("#exercise-2").get_by_role("button", name="Try it").click()
+    expect(page.locator("#editor .ace_line").first).to_be_visible()
+    page.route("**/api/lessons/*/scratch", hold_first_put)
+    page.evaluate("ace.edit('editor').find('FACTOR = 1 ')")
+    page.keyboard.type("FACTOR = 3 ")
+    page.wait_for_timeout(800)  # the first save went (and hangs)
+    assert len(held) == 1
+    page.evaluate("ace.edit('editor').find('FACTOR = 3 ')")
+    page.keyboard.type("FACTOR = 2 ")
+    page.wait_for_timeout(800)  # the second save is due, but waits for the first
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.locator("#editor-state")).to_have_text("your copy: saving…")
+    held[0].continue_()
+    expect(page.locator("#run-status")).to_contain_text("exited", timeout=15_000)
+    expect(page.locator("#check")).to_contain_text("Exercise 2: goal reached")  # FACTOR = 2 ran
+    copy = page.request.get(exercise_server.url + "/api/lessons/01/scratch").json()
+    assert "FACTOR = 2 " in copy["source"] and "FACTOR = 3" not in copy["source"]
+    page.request.delete(exercise_server.url + "/api/lessons/01/scratch",
+                        headers={"Content-Type": "application/json"})
+    assert console_errors == []
+
+
+def test_a_copy_that_cannot_be_saved_is_not_run(page, exercise_server):
+    """Run pressed while the copy's save is refused: nothing starts (it would run the older copy)
+    and the editor says why."""
+    runs_before = len(page.request.get(exercise_server.url + "/api/runs").json())
+    page.goto(exercise_server.url + "/lessons/01")
+    page.locator("#exercise-2").get_by_role("button", name="Try it").click()
+    expect(page.locator("#editor .ace_line").first).to_be_visible()
+    page.route("**/api/lessons/*/scratch", lambda route: route.fulfill(
+        status=400, content_type="application/json",
+        body='{"error": "source: source is longer than 49152 characters", "field": "source"}')
+        if route.request.method == "PUT" else route.continue_())
+    page.evaluate("ace.edit('editor').find('FACTOR = 1 ')")
+    page.keyboard.type("FACTOR = 2 ")
+    page.get_by_role("button", name="Run", exact=True).click()  # before the save: Run waits for it
+    expect(page.locator("#editor-state")).to_contain_text("not saved: source: source is longer")
+    page.wait_for_timeout(500)
+    assert "/runs/" not in page.url
+    assert len(page.request.get(exercise_server.url + "/api/runs").json()) == runs_before

@@ -112,3 +112,33 @@ def test_every_level_is_solved_by_its_shortest_known_schedule(app, lesson, level
     check = run["check"]
     assert check["passed"] and check["steps"] == level.shortest, check
     assert run["schedule"] == [dict(step) for step in level.schedule]
+
+
+SURPRISING = ("04", "05", "07", "09", "13")  # the issue's lessons with a surprising outcome
+
+
+def test_the_surprising_lessons_ask_a_question_that_their_run_answers(app):
+    """Predict, then run: each of these lessons asks one question, and a run with the defaults
+    lands on one of its choices (a check naming a value the lesson never emits would land on none:
+    the learner's answer could then never be right)."""
+    by_number = {lesson.number: lesson for lesson in LESSONS}
+    assert set(SURPRISING) <= set(by_number)
+    wrong = []
+    for number in SURPRISING:
+        lesson = by_number[number]
+        assert lesson.prediction and len(lesson.prediction.choices) >= 2, number
+        chosen = lesson.prediction.choices[0].label
+        client = app.test_client()
+        answer = client.post("/runs", json={"lesson": lesson.id, "prediction": chosen}, headers=GOOD)
+        assert answer.status_code == 201, answer.get_json()
+        deadline = time.monotonic() + RUN_TIMEOUT
+        url = f"/api/runs/{answer.get_json()['id']}"
+        while (run := client.get(url, headers=GOOD).get_json())["status"] not in FINAL:
+            assert time.monotonic() < deadline, f"{number} still {run['status']}"
+            time.sleep(0.05)
+        reveal = run["prediction"] or {}
+        labels = [choice.label for choice in lesson.prediction.choices]
+        if reveal.get("chosen") != chosen or reveal.get("actual") not in labels or \
+                reveal.get("correct") is not (reveal.get("actual") == chosen):
+            wrong.append(f"{number}: {run['status']} {reveal}")
+    assert not wrong, "\n".join(wrong)

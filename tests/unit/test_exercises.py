@@ -3,6 +3,7 @@ and its API, and runs started for an exercise or with a prediction (in process, 
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -99,6 +100,24 @@ def test_a_verdict_names_the_failed_checks_and_the_evidence():
     assert judge(plain, Outcome.of([], {}, "exited"))["evidence"] == "lost = none"
 
 
+def test_event_checks_name_their_filters_in_the_verdict():
+    """Two checks on log lines must read apart: "log events = 1; log events = 1" told nobody."""
+    exercise = one({"events": "log", "where": {"thread": "MainThread"}, "contains": {"msg": "got SIGTERM"},
+                    "at_least": 1},
+                   {"events": "log", "where": {"level": "ERROR"}, "contains": {"exc": "TimeoutError"},
+                    "at_least": 1},
+                   {"events": "thread", "where": {"op": "crash", "exc": {"type": "IndexError"}}, "equals": 0},
+                   {"events": "result", "equals": 0})
+    outcome = Outcome.of([{"kind": "log", "thread": "MainThread", "msg": "got SIGTERM: stopping"},
+                          {"kind": "result", "values": {}}], {}, "exited")
+    verdict = judge(exercise, outcome)
+    assert verdict["evidence"] == ('log lines (from MainThread, with "got SIGTERM") = 1; '
+                                   'log lines (level ERROR, exc with "TimeoutError") = 0; '
+                                   'thread events (op crash, exc type IndexError) = 0; result events = 1')
+    assert verdict["message"] == ('not yet: log lines (level ERROR, exc with "TimeoutError") ≥ 1; '
+                                  'result events = 0')
+
+
 def test_a_check_over_several_runs_needs_that_many_in_a_row():
     exercise = one({"status": "exited"}, runs=3)
     good = {"exercise": 1, "passed": True, "evidence": "", "message": "goal reached"}
@@ -154,6 +173,34 @@ def test_progress_counts_every_try_when_runs_end_at_once(tmp_path):
     assert progress.solved(BROWSER, "05")[1]["tries"] == 200
     assert progress.solved(BROWSER, "05")[1]["passed"] is True
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_good_run_of_a_streak_unlocks_no_hint_and_a_miss_does(tmp_path):
+    """Hints come with runs that miss the goal; a run that reached it, in a streak still too short,
+    is a try but no miss. The solution comes after passing, or after three tries that did not."""
+    from app.practice import earned
+
+    progress = Progress(tmp_path)
+    exercise = one({"value": "lost", "equals": 0}, runs=3, hints=["h1", "h2", "h3"])
+    outcomes = {True: Outcome({"lost": 0}, {}, "exited"), False: Outcome({"lost": 7}, {}, "exited")}
+
+    def run(good: bool) -> dict:
+        verdict = judge(exercise, outcomes[good])
+        progress.add_try(BROWSER, "05", 1, lambda earlier: over_runs(exercise, verdict, earlier))
+        return earned(exercise, progress.solved(BROWSER, "05")[1])
+
+    card = run(True)
+    assert (card["tries"], card["passed"], card["hints"], card["solution"]) == (1, False, [], False)
+    assert run(True)["hints"] == []
+    card = run(False)  # the streak breaks: a miss
+    assert (card["hints"], card["solution"], card["tries_left"]) == (["h1"], True, 0)
+    card = run(False)
+    assert card["hints"] == ["h1", "h2"] and not card["passed"]
+    for _ in range(3):
+        card = run(True)
+    assert card["passed"] and card["hints"] == ["h1", "h2", "h3"] and card["solution"]
+    # A progress file kept before misses were counted: every try that did not pass is one.
+    assert earned(exercise, {"tries": 2, "passed": False})["hints"] == ["h1", "h2"]
 
 
 def test_progress_shrugs_off_a_broken_file_and_keeps_nothing_for_a_bad_id(tmp_path):
@@ -223,10 +270,15 @@ def test_a_nondeterministic_goal_is_checked_over_several_runs(client):
     assert start(client, params={"count": 4}, exercise=3)["check"]["runs"]["in_a_row"] == 0
 
 
-def test_a_prediction_is_revealed_and_scored(client):
+def test_a_prediction_is_revealed_and_scored_and_kept_with_the_progress(client, tmp_path):
     run = start(client, params={"count": 2}, prediction="5 or more")
     assert run["prediction"] == {"question": "How far will it count?", "chosen": "5 or more",
                                  "actual": "less than 5", "correct": False}
+    right = start(client, params={"count": 6}, prediction="5 or more")
+    kept = [json.loads(path.read_text()) for path in (tmp_path / "data" / "progress").glob("*.json")]
+    assert len(kept) == 1, "one browser, one progress file"
+    assert [(p["run"], p["chosen"], p["correct"]) for p in kept[0]["01"]["predictions"]] == [
+        (right["id"], "5 or more", True), (run["id"], "5 or more", False)], "newest first"
 
 
 @pytest.mark.parametrize("body, field", [
@@ -289,11 +341,16 @@ def test_remote_mode_refuses_edits_unless_allowed(tmp_path, allow):
     page = client.get("/lessons/01", headers=auth).get_data(as_text=True)
     if allow:
         assert put.status_code == 200 and run.status_code == 201 and 'id="editor-pane"' in page
+        assert "opens the editor" in page and "edits-off" not in page
         assert finished(client, run.get_json()["id"], auth)["scratch"] is True
     else:
         assert put.status_code == 403 and run.status_code == 403
         assert "--allow-edits" in put.get_json()["error"] and "--allow-edits" in page
         assert 'id="editor-pane"' not in page
+        # The code-change exercise's card says why its editor will not open, instead of promising it.
+        card = re.search(r'id="exercise-2".*?</article>', page, re.S).group(0)
+        assert "editing is off on this shared server" in card and "--allow-edits" in card
+        assert "opens the editor" not in page
     app.extensions["threadlab.runs"].shutdown(timeout=5)
 
 
