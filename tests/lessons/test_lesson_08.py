@@ -16,10 +16,12 @@ def test_global_context_mixes_requests_up_and_local_does_not(lesson, attempt):
     assert result["connections_with_local"] == 4, "one connection per handler thread"
     warnings = [e for e in run.of_kind("log") if e["level"] == "WARNING"]
     assert len(warnings) == result["mismatches_with_global"]
-    # The handlers' 100 ms waits overlap: each round takes about 3 waves, a quarter of serial_ms.
+    # The handlers' 100 ms waits overlap: each round takes about 3 waves, a quarter of serial_ms
+    # (300-400 ms on an idle machine). Asserted only as "less than serial" (it was "under half", which
+    # a machine loaded to 11 on 2 cores broke at 772 ms): what the lesson claims, with room for load.
     assert result["serial_ms"] == 1200
     for name in ("global_ms", "local_ms"):
-        assert 300 <= result[name] < result["serial_ms"] / 2, name
+        assert 300 <= result[name] < result["serial_ms"], name
 
 
 def test_two_handlers_one_request_each_mix_up_exactly_once(lesson):
