@@ -35,6 +35,15 @@ def point_rule(lesson_id: str, name: str) -> tuple[str, str, float] | None:
     return None
 
 
+def key_first(lesson_id: str, names: list[str]) -> list[str]:
+    """The values the lesson's own point is about first (in POINTS order), then the rest in the
+    lesson's order: lesson 05 emits ``lost_updates`` fifth, yet it is what the page is for."""
+    rules = POINTS.get(lesson_id[:2], [])
+    keys = [n for pattern, _, _ in rules for n in names if fnmatch.fnmatchcase(n, pattern)]
+    keys = list(dict.fromkeys(keys))
+    return keys + [n for n in names if n not in keys]
+
+
 def group_key(value: Any) -> str:
     """A sweep value as a JSON key (and a label): "all" when nothing is swept."""
     return "all" if value is None else json.dumps(value) if not isinstance(value, str) else value

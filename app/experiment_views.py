@@ -187,7 +187,9 @@ def api_experiment(experiment_id: str):
     data = experiment_or_404(experiment_id).snapshot()
     data["stats"] = experiment_stats.stats(data["lesson"], data["runs"], (data["sweep"] or {}).get("values"))
     data["progress"] = experiment_stats.progress(data)
-    return jsonify(data)
+    # Not jsonify: Flask sorts keys, and the lesson's own order of its values (its key figure where
+    # it puts it) is part of the answer; JSON parsers, browsers' included, keep an object's order.
+    return Response(current_app.json.dumps(data, sort_keys=False), mimetype="application/json")
 
 
 @bp.get("/experiments/<experiment_id>/plots/<name>.svg")
@@ -216,12 +218,13 @@ TICKS = 5
 
 
 def plots(data: dict[str, Any], stats: dict[str, Any]) -> list[dict[str, Any]]:
-    """A strip plot per result value: one row per sweep group, a dot per run (linked to its page)
-    over that group's histogram, and a tick at the median."""
+    """A strip plot per result value, the lesson's key figure first: one row per sweep group, a dot
+    per run (linked to its page) over that group's histogram, and a tick at the median."""
     sweep = data["sweep"] or {}
     groups = [experiment_stats.group_key(v) for v in sweep.get("values") or [None]]
     out = []
-    for name, by_group in stats.items():
+    for name in experiment_stats.key_first(data["lesson"], list(stats)):
+        by_group = stats[name]
         edges = next(iter(by_group.values()))["edges"]
         lo, hi = edges[0], edges[-1]
         if lo == hi:  # every run said the same: centre it

@@ -20,6 +20,7 @@ little from run to run; the shape of the result does not. Every lesson ends with
 def main() -> None:
     sections = sorted((ROOT / "docs" / "examples").glob("[0-9][0-9].md"))
     sections.append(ROOT / "docs" / "examples" / "exercises.md")  # after the lessons: all of them
+    sections.append(ROOT / "docs" / "examples" / "experiments" / "section.md")  # Experiments: last
     body = "\n\n".join(path.read_text().strip() for path in sections)
     (ROOT / "EXAMPLES.md").write_text(HEADER + body + "\n")
 

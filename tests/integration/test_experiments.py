@@ -65,6 +65,22 @@ def test_repeat_and_sweep_stats_match_the_runs_own_results(server):
     assert swept["0.5"]["point"]["hits"] == 0, "a 0.5 s interval never switches inside the gap"
 
 
+def test_stats_keep_the_lessons_order_and_the_page_leads_with_its_key_figure(server):
+    data_id = start(server, repeat=2)
+    data = wait_done(server, data_id)
+    status, body, _ = server.request("GET", f"/api/experiments/{data_id}")
+    answer = json.loads(body)  # a dict keeps the order the server wrote its keys in
+    emitted = list(own_result(server, data["runs"][0]["id"]))
+    assert status == 200 and emitted.index("lost_updates") > 0, emitted
+    assert list(answer["stats"]) == emitted, "the lesson's order, not sorted"
+    assert list(answer["runs"][0]["values"]) == emitted
+    status, page, _ = server.request("GET", f"/experiments/{data_id}")
+    figures = [line.split('id="plot-')[1].split('"')[0] for line in page.decode().splitlines()
+               if 'class="plot" id="plot-' in line]
+    assert status == 200 and figures[0] == "lost_updates", figures
+    assert sorted(figures) == sorted(emitted)
+
+
 def test_invalid_input_names_the_field_and_starts_nothing(server):
     before = len(server.get_json("/api/runs"))
     for body, field in [
