@@ -28,32 +28,67 @@
     range.deleteContents();
   }
 
+  // The log's last row when the log last followed its end: only rows added since move the scroll.
+  // Setting scrollTop makes the browser lay out at once; a step's frame that added no row skips it.
+  var followedRow = null, ownScroll = false;
+
   function followLog() {
-    var box = $("log-scroll");
-    // Assigning past the end scrolls to the end without reading the height (no forced layout).
-    if (box && box.dataset.follow !== "no" && moment === null) box.scrollTop = 1e9;
+    var box = $("log-scroll"), body = $("log-body");
+    if (!box || !body || box.dataset.follow === "no" || moment !== null) return;
+    var last = body.lastElementChild;
+    if (last === followedRow) return;
+    followedRow = last;
+    // The scroll event this causes is ours (we know we are at the end). It comes before the next
+    // frame's callbacks, which forget it even when the log did not move and no event came.
+    ownScroll = true;
+    box.scrollTop = 1e9; // past the end: the end, without reading the height
+    requestAnimationFrame(function () { ownScroll = false; });
   }
 
+  // Reading the heights here lays out a log that rows were just added to: done only for the
+  // reader's own scrolling, not for the one followLog caused.
   document.addEventListener("scroll", function (e) {
     var box = e.target;
-    if (box.id === "log-scroll") {
-      box.dataset.follow = box.scrollTop + box.clientHeight >= box.scrollHeight - 30 ? "yes" : "no";
-    }
+    if (box.id !== "log-scroll") return;
+    if (ownScroll) { ownScroll = false; return; }
+    box.dataset.follow = box.scrollTop + box.clientHeight >= box.scrollHeight - 30 ? "yes" : "no";
   }, true);
 
   // -- 2. source markers -----------------------------------------------------------------------
+  // Each thread's marker, by the thread's name in the table (its lane at a chosen instant). Only
+  // markSource changes it. A step moves one thread a line: that marker alone is moved, the others
+  // stay in place, so the long source is not re-laid out for markers that did not change.
+  var marks = {};
+
   function markSource() {
     var source = $("source");
     if (!source) return;
-    source.querySelectorAll(".thread-mark").forEach(function (m) { m.remove(); });
-    var body = moment === null ? "#threads-body" : "#moment-body";
-    document.querySelectorAll(body + " tr[data-line]").forEach(function (row) {
-      var anchor = row.dataset.line && $("L-" + row.dataset.line);
-      if (!anchor) return;
-      var mark = document.createElement("span");
-      mark.className = "thread-mark " + row.className.replace(/\b(done|crashed)\b/g, "");
-      mark.textContent = row.dataset.thread;
-      anchor.parentNode.insertBefore(mark, anchor.nextSibling);
+    var wanted = {}, body = $(moment === null ? "threads-body" : "moment-body");
+    if (body) {
+      body.querySelectorAll("tr[data-line]").forEach(function (row) {
+        var anchor = row.dataset.line && $("L-" + row.dataset.line), key = row.dataset.thread;
+        if (!anchor) return;
+        while (wanted[key]) key += "\u0000"; // a name seen twice in the live table: two markers
+        wanted[key] = { anchor: anchor, name: row.dataset.thread,
+                        cls: "thread-mark " + row.className.replace(/\b(done|crashed)\b/g, "") };
+      });
+    }
+    Object.keys(marks).forEach(function (key) {
+      var mark = marks[key], want = wanted[key];
+      if (!want || !source.contains(mark) || mark.dataset.anchor !== want.anchor.id) {
+        mark.remove();
+        delete marks[key];
+      }
+    });
+    Object.keys(wanted).forEach(function (key) {
+      var want = wanted[key], mark = marks[key];
+      if (!mark) {
+        mark = marks[key] = document.createElement("span");
+        mark.dataset.anchor = want.anchor.id;
+        want.anchor.parentNode.insertBefore(mark, want.anchor.nextSibling);
+      }
+      if (mark.className !== want.cls) mark.className = want.cls;
+      if (mark.textContent !== want.name) mark.textContent = want.name;
     });
   }
 
@@ -68,13 +103,16 @@
   function afterUpdate() {
     if (scheduled) return;
     scheduled = true;
+    // Every change to the document first, the scroll last: setting scrollTop lays the page out at
+    // once, and a change after it would make the frame lay it out a second time.
     requestAnimationFrame(function (now) {
       scheduled = false;
       trimLog();
-      followLog();
       if (moment === null && threadsChanged) markSource();
       threadsChanged = false;
       if (now - sliderSynced >= SLIDER_EVERY_MS) { sliderSynced = now; syncSlider(); }
+      if (moment === null) followLog();
+      else if (logPosition !== null) showLogPosition(logPosition);
     });
   }
 
@@ -258,7 +296,10 @@
     b.querySelector(".tb-live").setAttribute("aria-pressed", "true");
     b.querySelector(".tb-time").textContent = "live";
     b.querySelector(".tb-share").href = "/runs/" + runId();
-    document.querySelectorAll("#log-body tr.at-moment").forEach(function (r) { r.classList.remove("at-moment"); });
+    logPosition = null;
+    showLogPosition(null);
+    followedRow = null; // back at the end of the log, wherever the reader had scrolled
+    $("log-scroll").dataset.follow = "yes";
     markSource();
     drawCursor();
     afterUpdate();
@@ -286,20 +327,31 @@
     $("moment-deadlock").innerHTML = doc.getElementById("moment-banner").innerHTML;
     $("moment-label").textContent = info.dataset.label;
     live().dataset.shown = info.dataset.t; // the instant the panes show now (tests wait on it)
-    showLogPosition(meta.logSeq);
+    logPosition = meta.logSeq || null;
+    showLogPosition(logPosition);
     markSource();
   }
 
+  // The log row of the chosen instant (the last one logged at or before it): marked and scrolled
+  // to the middle of the log. Its rows may come after the instant does (a shared moment opens
+  // before the websocket has sent the log's history), so each update while scrubbing looks again
+  // (afterUpdate), and moves the mark and the scroll only when the row is another one.
+  var logPosition = null; // the seq of the chosen instant's row; null when following live
+
   function showLogPosition(seq) {
-    document.querySelectorAll("#log-body tr.at-moment").forEach(function (r) { r.classList.remove("at-moment"); });
-    if (!seq) return;
-    var rows = $("log-body").querySelectorAll("tr[data-seq]"), best = null;
-    for (var i = 0; i < rows.length && +rows[i].dataset.seq <= +seq; i++) best = rows[i];
+    var body = $("log-body"), marked = body && body.querySelector("tr.at-moment"), best = null;
+    if (!body) return;
+    if (seq) {
+      var rows = body.querySelectorAll("tr[data-seq]");
+      for (var i = 0; i < rows.length && +rows[i].dataset.seq <= +seq; i++) best = rows[i];
+    }
+    if (best === marked) return;
+    if (marked) marked.classList.remove("at-moment");
     if (!best) return;
+    var box = $("log-scroll"), top = best.offsetTop - box.clientHeight / 2; // read, then write
     best.classList.add("at-moment");
-    var box = $("log-scroll");
     box.dataset.follow = "no";
-    box.scrollTop = best.offsetTop - box.clientHeight / 2;
+    box.scrollTop = top;
   }
 
   function step(direction) {
@@ -356,6 +408,7 @@
     if (visibility) visibility.disconnect();
     if (timelineTimer) clearInterval(timelineTimer);
     moment = null; zoom = null; meta = {}; seen = true; threadsChanged = true;
+    logPosition = null; followedRow = null;
     stopPlaying();
     watchThreads();
     isolateCount();
