@@ -1,6 +1,6 @@
 """The JSON API and a run's drawings: what scripts read, and what the page fetches as it scrubs.
 
-Every run read here is read under ``manager().viewing(run)``, so pruning waits for the reader.
+Every run read here is read under ``manager().viewing(run_id)``, so pruning waits for the reader.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ def api_run(run_id: str):
     of an exception) and ``why`` (a failed run's exception, a result that says it did not pass)."""
     run = run_or_404(run_id)
     data = run.to_json()  # first: a run that ends meanwhile has a model at least as new as this
-    with manager().viewing(run):
+    with manager().viewing(run.id) as run:  # None: pruned since run_or_404
+        if run is None:
+            abort(404, description="no such run")
         summary = models.model_for(run).summary()
         if run.step:
             data["schedule"] = stepping.schedule_of(run)  # the steps so far: replay them
@@ -46,7 +48,9 @@ def api_run_state(run_id: str):
     """The run at one instant, ``?t=`` seconds from its first event (beyond the end: the end)."""
     run = run_or_404(run_id)
     t = seconds_param("t", required=True)
-    with manager().viewing(run):
+    with manager().viewing(run.id) as run:  # None: pruned since run_or_404
+        if run is None:
+            abort(404, description="no such run")
         model = models.model_for(run)
     return jsonify(model.state_at(t))
 
@@ -57,7 +61,9 @@ def run_moment(run_id: str):
     and where the log and the previous and next events are. HTML pieces the page puts in place."""
     run = run_or_404(run_id)
     t = seconds_param("t", required=True)
-    with manager().viewing(run):
+    with manager().viewing(run.id) as run:  # None: pruned since run_or_404
+        if run is None:
+            abort(404, description="no such run")
         model = models.model_for(run)
     state = model.state_at(t)
     return render_template("_partials/_moment.html", run=run, state=state,
@@ -70,12 +76,16 @@ def api_events(run_id: str):
     run = run_or_404(run_id)
     after = after_param()
 
+    runs = manager()
+    if runs.view(run.id) is None:  # pruned since run_or_404
+        abort(404, description="no such run")
+
     def lines():
-        with manager().viewing(run):  # a download is not cut short by pruning
-            # The file's own bytes, a megabyte at a time: at disk speed, never the run in memory.
-            yield from run.log.raw_chunks(after)
+        # The file's own bytes, a megabyte at a time: at disk speed, never the run in memory.
+        yield from run.log.raw_chunks(after)
 
     response = Response(stream_with_context(lines()), mimetype="application/x-ndjson")
+    response.call_on_close(lambda: runs.leave(run))  # a download is not cut short by pruning
     if request.args.get("download"):
         response.headers["Content-Disposition"] = f'attachment; filename="{run.id}-events.jsonl"'
     return response
@@ -91,7 +101,9 @@ def run_timeline(run_id: str):
     t0, t1 = seconds_param("from"), seconds_param("to")
     if t0 is not None and t1 is not None and t1 <= t0:
         abort(400, description="to: expected a time after from")
-    with manager().viewing(run):
+    with manager().viewing(run.id) as run:  # None: pruned since run_or_404
+        if run is None:
+            abort(404, description="no such run")
         model = models.model_for(run)
     etag = f'"{run.id}-{model.count}"' if model.complete else None
     if etag and etag in request.headers.get("If-None-Match", ""):

@@ -1,29 +1,27 @@
-"""The run manager: which runs exist, which hold a slot, who is watching, and when old ones go.
+"""The run manager: which runs exist, who is watching them, and when old ones go.
 
 Each run is owned by its supervisor (app/supervisor.py), which alone changes it; see app/run.py
-for what everyone else may do. The manager owns only its own tables, under one lock:
+for what everyone else may do. Which runs hold one of the ``max_live`` slots is the slots' own
+business (app/slots.py, under their own lock; a run that could not start never holds one). The
+manager owns only its own tables, under one lock:
 
 - ``_runs``: every run of the data dir, by id;
-- ``_live``: the runs holding one of the ``max_live`` slots. A slot is taken in the same step as the
-  cap is checked, and given back by the supervisor's last act, whatever ended the run: a run that
-  could not start never holds a slot;
-- ``_viewers``: how many viewers are reading each run's files right now. A run is pruned only
-  when nobody reads it; one due for pruning while watched goes when its last viewer leaves;
-- ``_releases``: how many times a slot was given back (or a waiter poked). ``_freed``, a Condition
-  on the same lock, is notified with each; an experiment's scheduler (app/experiments.py) waits on
-  it for a free slot or its runs' ends instead of polling.
+- ``_viewers``: how many viewers are reading each run's files right now. A viewer finds a run and
+  is counted in one step (:meth:`RunManager.view`), so a run is pruned only when nobody reads it;
+  one due for pruning while watched goes when its last viewer leaves.
+
+The data dir's folders are read, made and deleted by app/run_folders.py.
 
 ``pinned`` (a callable returning run ids) names the runs an experiment still shows: pruning leaves
 them alone and does not count them against ``keep_runs``.
 
-The lock is never held across I/O or while waiting for a run.
+The lock is never held across I/O or while waiting for a run; the slots' lock, a leaf, may be
+taken under it.
 """
 
 from __future__ import annotations
 
 import errno
-import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -32,20 +30,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import defaults, output
+from . import defaults, run_folders
 from .checking import Practice
 from .progress import Progress
-from .record import BadRecord, RunRecord, load_record, new_run_id
+from .record import RunRecord, new_run_id
 from .registry import Lesson
 from .run import Command, Run
+from .slots import RunLimitError as RunLimitError  # raised by start(): callers catch it from here
+from .slots import Slots
 from .supervisor import Supervisor
 from .worker import PROJECT_ROOT, worker_argv, worker_env
-
-_log = logging.getLogger("threadlab.runs")
-
-
-class RunLimitError(RuntimeError):
-    """Too many runs at once, or the server is stopping; the API answers 429."""
 
 
 class StartError(RuntimeError):
@@ -71,18 +65,14 @@ class RunManager:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.progress = Progress(Path(data_dir) / "progress")  # learners' exercises and predictions
         self.time_limit = time_limit
-        self.max_live = max_live
+        self.max_live = max_live  # what experiments leave room under (the cap itself is slots')
         self.sample_interval = sample_interval
         self.keep_runs = keep_runs  # ended runs kept on disk, those that ended last; 0 keeps all
         self.pinned = pinned  # called without our lock held: it takes the experiments' locks
-        # Guards _runs, _live, _viewers, _releases and _closing; see the module docstring.
-        self._lock = threading.Lock()
-        self._freed = threading.Condition(self._lock)  # notified when _releases grows
-        self._releases = 0
+        self.slots = Slots(max_live)  # the runs holding one of the max_live slots (app/slots.py)
+        self._lock = threading.Lock()  # guards _runs and _viewers; see the module docstring
         self._runs: dict[str, Run] = {}
-        self._live: set[str] = set()
         self._viewers: dict[str, int] = {}
-        self._closing = False
         self.closing = threading.Event()  # set at shutdown; websocket loops end when they see it
         self._load_existing()
 
@@ -93,22 +83,7 @@ class RunManager:
         self._load_existing()
 
     def _load_existing(self) -> None:
-        found = {}
-        for meta in sorted(self.runs_dir.glob("*/run.json")):
-            try:
-                record = load_record(meta.parent)
-            except BadRecord as exc:
-                _log.warning("skipped a run folder: %s", exc)  # left for a person to look at
-                continue
-            if record.status not in ("exited", "failed", "stopped", "killed", "timeout", "interrupted"):
-                # Live when the server died: its process died with it (the kit's watchdog). Marked
-                # before the log is opened, which a live status would open for appending.
-                record.status, record.ended = "interrupted", record.ended or time.time()
-                try:
-                    record.save(meta.parent)
-                except OSError as exc:
-                    _log.warning("cannot mark run %s interrupted: %s", record.id, exc)
-            found[record.id] = Run(record, meta.parent, live=False)
+        found = run_folders.load_all(self.runs_dir)
         with self._lock:
             self._runs.update(found)
         self.prune()
@@ -125,8 +100,7 @@ class RunManager:
         return sorted(runs, key=lambda r: r.started, reverse=True)
 
     def live_count(self) -> int:
-        with self._lock:
-            return len(self._live)
+        return len(self.slots.held())
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -149,22 +123,12 @@ class RunManager:
                            exercise=practice.exercise_n("exercise") if practice else None,
                            level=practice.exercise_n("level") if practice else None,
                            scratch=source is not None, step=bool(env))
-        with self._lock:
-            if self._closing:
-                raise RunLimitError("the server is shutting down")
-            if len(self._live) >= self.max_live - reserve:
-                raise RunLimitError(f"at most {self.max_live} runs at once; stop one first")
-            self._live.add(record.id)  # taken with the check: two requests cannot both get the last
+        self.slots.take(record.id, reserve)  # the cap checked and a slot taken in one step
         try:
-            folder = self.runs_dir / record.id
-            folder.mkdir()
-            if source is not None:
-                lesson.path.write_text(source, encoding="utf-8")
-            record.save(folder)
-            run = Run(record, folder, live=True)
+            run = run_folders.create(self.runs_dir, record,
+                                     None if source is None else (lesson.path, source))
         except OSError as exc:
             self._release(record.id)
-            shutil.rmtree(self.runs_dir / record.id, ignore_errors=True)
             raise StorageError(exc) from exc
         except BaseException:
             self._release(record.id)
@@ -185,44 +149,28 @@ class RunManager:
         return run
 
     def _never_started(self, run: Run, why: str) -> None:
-        """End a run whose supervisor never ran: this request thread is the only one that ever held
-        it, so it writes the record and the log's last lines itself, then gives the slot back."""
+        """End a run whose supervisor never ran (app/run_folders.py writes it), and free its slot."""
         try:
-            run.log.append(output.numbered_all([(output.text_event("stderr", f"threadlab: {why}"), None),
-                                                (output.server_event("status", status="failed",
-                                                                     reason=why), None)], 0))
-            run.transition("failed", ended=time.time())
-            run.record.save(run.folder)
-        except Exception:  # the slot goes back whatever failed here
-            _log.exception("ending run %s that never started", run.id)
+            run_folders.end_unstarted(run, why)
         finally:
-            run.log.close()
             self._release(run.id)
 
     def _release(self, run_id: str) -> None:
-        with self._lock:
-            self._live.discard(run_id)
-            self._releases += 1
-            self._freed.notify_all()
+        self.slots.give_back(run_id)
 
     def releases(self) -> int:
         """A count that grows whenever a slot is given back: pass it to :meth:`wait_released`."""
-        with self._lock:
-            return self._releases
+        return self.slots.releases()
 
     def wait_released(self, seen: int, timeout: float | None) -> int:
         """Block until a slot is given back after ``releases()`` said ``seen`` (or a poke, or
         shutdown, or ``timeout``); return the new count. A run's slot is given back again after
         its final status (``_ended``), so a waiter that saw a run live is woken once it is final."""
-        with self._freed:
-            self._freed.wait_for(lambda: self._releases != seen or self._closing, timeout)
-            return self._releases
+        return self.slots.wait_released(seen, timeout)
 
     def poke(self) -> None:
         """Wake every :meth:`wait_released` (an experiment was cancelled: its scheduler must look)."""
-        with self._lock:
-            self._releases += 1
-            self._freed.notify_all()
+        self.slots.poke()
 
     def _ended(self, run: Run) -> None:
         """The supervisor's last act: make room on disk (the slot was freed before the final
@@ -249,19 +197,38 @@ class RunManager:
 
     # -- viewers and pruning ------------------------------------------------------------------
 
-    @contextmanager
-    def viewing(self, run: Run) -> Iterator[Run]:
-        """Hold the run's files while reading them: pruning waits until the last viewer leaves."""
+    def view(self, run_id: str) -> Run | None:
+        """The run ``run_id`` with one more viewer counted on it, or None if there is none (never
+        was, or pruned). Give it back with :meth:`leave`; :meth:`viewing` does both.
+
+        Invariant: a run counted in ``_viewers`` is in ``_runs`` and its folder is on disk. Finding
+        the run and counting the viewer are one step under the lock, and :meth:`prune` drops a run
+        from ``_runs`` only if it has no viewer, in one step under the same lock: either prune took
+        the run first (we answer None) or it sees our viewer (and keeps the run). A lookup and a
+        separate registration would let prune delete the folder in between, under a reader."""
         with self._lock:
-            self._viewers[run.id] = self._viewers.get(run.id, 0) + 1
+            run = self._runs.get(run_id)
+            if run is not None:
+                self._viewers[run_id] = self._viewers.get(run_id, 0) + 1
+            return run
+
+    def leave(self, run: Run) -> None:
+        """One viewer of ``run`` is done reading: a run due for pruning goes with its last viewer."""
+        with self._lock:
+            self._viewers[run.id] -= 1
+            if not self._viewers[run.id]:
+                del self._viewers[run.id]
+        self.prune()
+
+    @contextmanager
+    def viewing(self, run_id: str) -> Iterator[Run | None]:
+        """:meth:`view` for a ``with`` block: the run (or None), its files kept until the block ends."""
+        run = self.view(run_id)
         try:
             yield run
         finally:
-            with self._lock:
-                self._viewers[run.id] -= 1
-                if not self._viewers[run.id]:
-                    del self._viewers[run.id]
-            self.prune()
+            if run is not None:
+                self.leave(run)
 
     def prune(self) -> None:
         """Delete the runs that ended longest ago beyond ``keep_runs``, folders and all.
@@ -274,24 +241,24 @@ class RunManager:
             return
         pinned = set(self.pinned())
         with self._lock:
-            # A slot is freed a moment before the final status is set: check both.
+            # A slot is freed a moment before the final status is set: check both. (The slots'
+            # lock is a leaf: taking it under ours cannot deadlock.)
+            held = self.slots.held()
             ended = sorted((r for r in self._runs.values()
-                            if r.id not in self._live and r.id not in pinned and not r.live),
+                            if r.id not in held and r.id not in pinned and not r.live),
                            key=lambda r: r.ended or r.started)
             old = [r for r in ended[:max(0, len(ended) - self.keep_runs)] if r.id not in self._viewers]
             for run in old:
-                del self._runs[run.id]  # from here on no new viewer can find it
-        for run in old:
-            shutil.rmtree(run.folder, ignore_errors=True)
+                del self._runs[run.id]  # from here on view() cannot find it: no new viewer
+        run_folders.delete(old)
 
     # -- shutting down -------------------------------------------------------------------------
 
     def shutdown(self, timeout: float = defaults.SHUTDOWN_S) -> None:
         """Stop every live run, SIGKILL whatever is left after ``timeout``: no process outlives us."""
+        held = self.slots.close()  # no run starts from now on; waiting schedulers wake
         with self._lock:
-            self._closing = True
-            self._freed.notify_all()  # schedulers waiting for a slot will not get one now
-            live = [self._runs[run_id] for run_id in self._live if run_id in self._runs]
+            live = [self._runs[run_id] for run_id in held if run_id in self._runs]
         self.closing.set()
         graces = (timeout * 0.5, timeout * 0.25)  # SIGINT, then SIGTERM, then SIGKILL, in time
         for run in live:

@@ -68,10 +68,9 @@ class _ReaderThread(threading.Thread):
 def page_socket(ws, run_id: str):
     """HTML fragments that keep a run's page live."""
     manager = _manager()
-    run = manager.get(run_id)
-    if run is None:  # pruned since the check before the upgrade
-        return
-    with manager.viewing(run):
+    with manager.viewing(run_id) as run:
+        if run is None:  # pruned since the check before the upgrade
+            return
         stream.serve_socket(stream.stream_page, ws, current_app._get_current_object(), run, manager)
 
 
@@ -81,10 +80,9 @@ def json_socket(ws, run_id: str):
     from .api import after_param
 
     manager = _manager()
-    run = manager.get(run_id)
-    if run is None:
-        return
-    with manager.viewing(run):
+    with manager.viewing(run_id) as run:
+        if run is None:
+            return
         stream.serve_socket(stream.stream_json, ws, run, manager, after_param())
 
 

@@ -155,8 +155,10 @@ def stepper(run_id: str):
 
 
 def _panel(run, message: str = ""):
-    with manager().viewing(run):
-        paused, steps = _history(run)
+    with manager().viewing(run.id) as viewed:
+        if viewed is None:  # pruned since run_or_404
+            abort(404, description="no such run")
+        paused, steps = _history(viewed)
     return render_template("_partials/_stepper.html", run=run, paused=paused, steps=steps,
                            message=message)
 

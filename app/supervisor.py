@@ -5,13 +5,15 @@ between server threads (see app/run.py for what request threads may do). The sup
 event loop over a few file descriptors and a few deadlines:
 
 - the lesson's stdout and stderr: read as they come (a lesson never blocks on a full pipe), split
-  into lines, numbered and appended to the event log, which viewers follow;
+  into lines (app/pipes.py), numbered and appended to the event log, which viewers follow;
 - a wake-up pipe: request threads post commands (stop, signal, dump) and write a byte to it;
 - the process itself (a Linux pidfd, readable once the leader has exited): then whatever is left of
   its process group is killed *before* the leader is reaped, while its pid still names the group;
 - deadlines: the time limit (in step mode it counts only running time: app/deadlines.py, fed the
   kit's ``step`` and ``paused`` events as they are read), and Stop's SIGINT → SIGTERM → SIGKILL
-  escalation.
+  escalation (app/stopping.py: the signals, and the final status they decide).
+
+Every write to the run's event log and record goes through its writer (app/run_writer.py).
 
 The thread that spawns a process must outlive it: Linux sends a child its parent-death signal when
 the *thread* that forked it exits. The supervisor forks the lesson and ends only after reaping it.
@@ -29,19 +31,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import defaults, models, output
+from . import models, output
 from .checking import Practice
 from .deadlines import STEP_KINDS, TimeLimit
-from .record import RunRecord
+from .pipes import DRAIN_AFTER_EXIT, Events, OutputPipes
 from .run import Command, Run
+from .run_writer import RunWriter
+from .stopping import ESCALATION, STOP_GRACES, Stopping
 from .worker import Worker
-
-READ_SIZE = 256 * 1024  # bytes per pipe read: large enough that a flood costs few system calls
-# Once the leader has exited and its group is killed, what is left in the pipes is at most their
-# buffers: a second of reading drains them. Output after that comes from a process that left the
-# group (setsid) and still holds our pipe; it is cut off, or it would keep the run live for ever.
-DRAIN_AFTER_EXIT = 1.0
-STOP_GRACES = (defaults.INTERRUPT_GRACE, defaults.TERMINATE_GRACE)
 
 _log = logging.getLogger("threadlab.supervisor")
 
@@ -58,18 +55,14 @@ class Supervisor:
         self.release, self.on_end = release, on_end
         self.practice = practice  # an exercise to check and a prediction to reveal at the end
         self.worker: Worker | None = None  # the lesson's process, once it has started
-        self.stop_reason = ""  # why Stop was asked for ("" = nobody asked)
-        self.timed_out = False
-        self.needed_kill = False
-        self.sent_signals: set[int] = set()  # to tell "stopped" (we sent it) from "killed"
-        self.seq = 0  # the next event's number
-        self.write_error = ""  # the first error writing the event log (a full disk), if any
+        self.stopping = Stopping()  # Stop's escalation, and the flags behind the final status
+        self.writer = RunWriter(run)  # every write to the run's log and record goes through it
         self.deadlines: dict[str, float] = {}  # name → time.monotonic() when it is due
         # The run time limit while it applies (None: no limit, or stopping, or exited). Invariant:
         # while it applies, deadlines["limit"] is limit.due(), absent when that is None (a step-mode
         # run waiting for the learner); only this thread touches either.
         self.limit: TimeLimit | None = None
-        self.pipes: dict[int, tuple[str, output.LineSplitter]] = {}
+        self.pipes: OutputPipes | None = None  # the lesson's stdout and stderr, once it runs
         self.thread = threading.Thread(target=self._main, name=f"threadlab-run-{run.id}", daemon=True)
 
     def start(self) -> None:
@@ -82,13 +75,13 @@ class Supervisor:
         os.set_blocking(wake_write, False)
         self.run.open_inbox(wake_write)
         try:
-            self._append(output.server_event("status", status="starting"))
+            self.writer.append(output.server_event("status", status="starting"))
             if self._spawn():
                 self._loop(wake_read)
         except BaseException:  # whatever went wrong, the run must still end (finally, below)
             _log.exception("supervisor of run %s failed", self.run.id)
-            self._append(output.text_event("stderr", "threadlab: the run's supervisor failed; "
-                                                     "the lesson was killed"))
+            self.writer.append(output.text_event("stderr", "threadlab: the run's supervisor failed; "
+                                                           "the lesson was killed"))
         finally:
             self._end()
             for fd in (wake_read, wake_write):
@@ -98,11 +91,11 @@ class Supervisor:
         try:
             self.worker = Worker(self.argv, self.env, self.cwd)
         except OSError as exc:
-            self._append(output.text_event("stderr", f"could not start the lesson: {exc}"))
+            self.writer.append(output.text_event("stderr", f"could not start the lesson: {exc}"))
             return False
         self.run.transition("running", pid=self.worker.pid)
-        self._save()
-        self._append(output.server_event("status", status="running", pid=self.worker.pid))
+        self.writer.save()
+        self.writer.append(output.server_event("status", status="running", pid=self.worker.pid))
         if self.time_limit:
             self.limit = TimeLimit(self.time_limit, time.monotonic())
             self._limit_moved()
@@ -111,12 +104,10 @@ class Supervisor:
     def _loop(self, wake_read: int) -> None:
         worker = self.worker
         with selectors.DefaultSelector() as selector:
-            for fd, name in worker.outputs.items():
-                self.pipes[fd] = (name, output.LineSplitter())
-                selector.register(fd, selectors.EVENT_READ, name)
+            self.pipes = OutputPipes(worker.outputs, selector)
             selector.register(wake_read, selectors.EVENT_READ, "wake")
             selector.register(worker.exit_fd, selectors.EVENT_READ, "exit")
-            while self.pipes or not worker.reaped:
+            while self.pipes.open or not worker.reaped:
                 timeout = min(self.deadlines.values(), default=None)
                 if timeout is not None:
                     timeout = max(0.0, timeout - time.monotonic())
@@ -129,25 +120,17 @@ class Supervisor:
                         selector.unregister(worker.exit_fd)
                         self._leader_exited()
                     else:
-                        self._read(key.fd, selector)
+                        self._read(key.fd)
                 self._run_due_deadlines()
 
-    def _read(self, fd: int, selector: selectors.BaseSelector) -> None:
-        name, splitter = self.pipes[fd]
-        data = os.read(fd, READ_SIZE)
-        if data:
-            lines = splitter.feed(data)
-        else:
-            selector.unregister(fd)
-            del self.pipes[fd]
-            lines = splitter.flush()
-        if lines:
-            events = output.to_events(lines, name)
-            self._append_many(events)
+    def _read(self, fd: int) -> None:
+        name, events = self.pipes.read(fd)
+        if events:
+            self.writer.append_many(events)
             if self.run.step and self.limit is not None and name == "stdout":
                 self._count_running_time(events)
 
-    def _count_running_time(self, events: list[tuple[dict[str, Any], bytes | None]]) -> None:
+    def _count_running_time(self, events: Events) -> None:
         """Step mode: the kit's steps start the running time, its pauses stop it (app/deadlines.py)."""
         now = time.monotonic()
         moved = False
@@ -176,19 +159,16 @@ class Supervisor:
                 continue
             del self.deadlines[name]
             if name == "limit":
-                self.timed_out = True
+                self.stopping.timed_out = True
                 self._stop("time limit", STOP_GRACES)
-            elif name == "term":
-                self._signal_group(signal.SIGTERM)
-            elif name == "kill":
-                self.needed_kill = True
-                self.worker.signal_group(signal.SIGKILL)
+            elif name in ESCALATION:
+                self.stopping.escalate(self.worker, name)
             elif name == "cut-off":
                 self._cut_off_leftover_writers()
 
     def _cut_off_leftover_writers(self) -> None:
-        self.pipes.clear()  # the loop ends; _end closes the pipes under the leftover writer
-        self._append(output.text_event(
+        self.pipes.cut_off()  # the loop ends; _end closes the pipes under the leftover writer
+        self.writer.append(output.text_event(
             "stderr", "threadlab: the lesson has exited, but a process it started outside its "
                       "process group still holds its output; that output is cut off here"))
 
@@ -196,18 +176,18 @@ class Supervisor:
 
     def _carry_out(self, command: Command) -> None:
         if self.worker.reaped:  # decided by this thread, which alone reaps: no race with the exit
-            command.answer(409, f"run already {self._final_status()}: its process has exited")
+            command.answer(409, f"run already {self.stopping.final_status(self.worker)}: "
+                                "its process has exited")
         elif command.kind == "stop":
             self._stop(command.args.get("reason", "stop"), command.args.get("graces", STOP_GRACES))
             command.answer(202)
         elif command.kind == "kill":
-            self.needed_kill = True
-            self.worker.signal_group(signal.SIGKILL)
+            self.stopping.kill(self.worker)
             command.answer(202)
         elif command.kind == "signal":
             sig = signal.Signals[command.args["name"]]
-            self._append(output.server_event("signal", signal=sig.name, by="dashboard"))
-            self._signal_group(sig)
+            self.writer.append(output.server_event("signal", signal=sig.name, by="dashboard"))
+            self.stopping.signal(self.worker, sig)
             command.answer(202)
         elif command.kind == "dump":
             command.answer(*self.worker.send_command())
@@ -218,37 +198,17 @@ class Supervisor:
 
     def _stop(self, reason: str, graces: tuple[float, float]) -> None:
         """SIGINT now, SIGTERM after ``graces[0]``, SIGKILL ``graces[1]`` later; once per run."""
-        if self.stop_reason:
+        if not self.stopping.begin(reason):
             return
-        self.stop_reason = reason
         self.run.transition("stopping")
-        self._save()
-        self._append(output.server_event("status", status="stopping", reason=reason))
-        self._signal_group(signal.SIGINT)
-        now = time.monotonic()
+        self.writer.save()
+        self.writer.append(output.server_event("status", status="stopping", reason=reason))
+        escalation = self.stopping.interrupt(self.worker, graces, time.monotonic())  # SIGINT now
         self.limit = None
         self.deadlines.pop("limit", None)
-        self.deadlines.update(term=now + graces[0], kill=now + graces[0] + graces[1])
-
-    def _signal_group(self, sig: int) -> None:
-        self.sent_signals.add(int(sig))
-        self.worker.signal_group(sig)
+        self.deadlines.update(escalation)
 
     # -- the end -------------------------------------------------------------------------------
-
-    def _final_status(self) -> str:
-        code = self.worker.returncode if self.worker is not None else None
-        if code is None:
-            return "failed"  # never started, or the supervisor itself failed
-        if self.timed_out:
-            return "timeout"
-        if self.needed_kill:
-            return "killed"
-        if self.stop_reason:
-            return "stopped"
-        if code < 0:
-            return "stopped" if -code in self.sent_signals else "killed"
-        return "exited" if code == 0 else "failed"
 
     def _end(self) -> None:
         """Final status, saved and logged; pipes closed; every waiting request answered. Each step
@@ -270,7 +230,7 @@ class Supervisor:
             self.worker.reap()
 
     def _finish_record(self) -> None:
-        status = self._final_status()
+        status = self.stopping.final_status(self.worker)
         code = self.worker.returncode if self.worker is not None else None
         # In this order. The final status event is on disk before the status changes, so whoever
         # sees the final status finds every event in the log. The log is closed last: a viewer
@@ -278,11 +238,11 @@ class Supervisor:
         # not the one before it.
         verdicts = self._verdicts(status)
         try:
-            self._append(output.server_event("status", status=status, exit_code=code))
+            self.writer.append(output.server_event("status", status=status, exit_code=code))
         finally:
             try:
                 final = {"status": status, "exit_code": code, "ended": time.time(), **verdicts}
-                self._save(dataclasses.replace(self.run.record, **final))  # on disk first, too
+                self.writer.save(dataclasses.replace(self.run.record, **final))  # on disk first, too
                 self.release(self.run.id)
                 self.run.transition(**final)
             finally:
@@ -299,35 +259,9 @@ class Supervisor:
         except Exception:
             _log.exception("checking run %s", self.run.id)
             return {}
-        self._append_many([(output.server_event(kind, **event), None) for kind, event in events])
+        self.writer.append_many([(output.server_event(kind, **event), None) for kind, event in events])
         return fields
 
     def _close_worker(self) -> None:
         if self.worker is not None:
             self.worker.close()
-
-    # -- the record and the log: written here only ------------------------------------------------
-
-    def _append(self, event: dict[str, Any]) -> None:
-        self._append_many([(event, None)])
-
-    def _append_many(self, events: list[tuple[dict[str, Any], bytes | None]]) -> None:
-        items = output.numbered_all(events, self.seq)
-        try:
-            self.run.log.append(items)
-        except OSError as exc:
-            # A full or read-only disk: the events are lost (what viewers see is always on disk),
-            # but the run goes on and stays stoppable. Said once, in the server's log.
-            if not self.write_error:
-                self.write_error = str(exc)
-                _log.error("run %s: cannot write its events: %s", self.run.id, exc)
-            return
-        self.seq += len(items)
-
-    def _save(self, record: RunRecord | None = None) -> None:
-        try:
-            # We are the record's only writer, so reading it needs no lock.
-            (record or self.run.record).save(self.run.folder)
-        except OSError as exc:
-            _log.error("run %s: cannot save run.json: %s", self.run.id, exc)
-

@@ -142,7 +142,7 @@ def test_a_full_disk_mid_run_loses_events_but_the_run_stays_stoppable(manager, l
 
 
 def test_a_supervisor_that_fails_still_ends_its_run_and_frees_its_slot(manager, lessons, monkeypatch):
-    def broken(self, fd, selector):
+    def broken(self, fd):
         raise RuntimeError("a bug in the reader")
 
     monkeypatch.setattr(Supervisor, "_read", broken)
@@ -173,13 +173,93 @@ def test_a_watched_run_is_pruned_only_after_its_viewer_leaves(tmp_path, lessons)
     manager = RunManager(tmp_path, keep_runs=1)
     first = start(manager, lessons, "08")
     assert first.wait_final(10)
-    with manager.viewing(first):
+    with manager.viewing(first.id) as viewed:
+        assert viewed is first
         second = start(manager, lessons, "08")
         assert second.wait_final(10)
         join_supervisor(second)  # its last act prunes: wait for it, not for a guess
         assert manager.get(first.id) is first and first.folder.exists(), "kept while watched"
     assert manager.get(first.id) is None and not first.folder.exists(), "pruned when left"
     assert manager.get(second.id) is second
+
+
+def ended_runs(data_dir, count: int) -> list[str]:
+    """``count`` ended runs on disk, oldest first (as a server that ran them would leave them)."""
+    ids = []
+    for n in range(count):
+        record = RunRecord(id=f"{n:024x}", lesson="08", params={}, argv=[], status="exited",
+                           exit_code=0, started=1000.0 + n, ended=1001.0 + n)
+        folder = data_dir / "runs" / record.id
+        folder.mkdir(parents=True)
+        record.save(folder)
+        (folder / "events.jsonl").write_text("")
+        ids.append(record.id)
+    return ids
+
+
+def test_view_finds_and_counts_in_one_step_so_prune_cannot_slip_between(tmp_path):
+    old, new = ended_runs(tmp_path, 2)
+    manager = RunManager(tmp_path, keep_runs=0)
+    manager.keep_runs = 1  # from now on, old is due for pruning
+    run = manager.view(old)
+    assert run is not None and run.id == old
+    manager.prune()
+    assert run.folder.exists() and manager.get(old) is run, "kept while counted as viewed"
+    manager.leave(run)
+    assert not run.folder.exists() and manager.view(old) is None, "pruned with its last viewer"
+    with manager.viewing(old) as gone:
+        assert gone is None
+    with manager.viewing(new) as kept:
+        assert kept is manager.get(new)
+
+
+@pytest.fixture
+def racing_app(tmp_path, monkeypatch):
+    """An app whose run lookups are each followed by a prune that finds the oldest run due: what
+    a run ending on another thread does, at the worst moment for a request that just looked up."""
+    from app import create_app
+
+    old, _ = ended_runs(tmp_path, 2)
+    app = create_app({"DATA_DIR": str(tmp_path), "LESSONS_DIR": str(FAULT_LESSONS), "PORT": 8765,
+                      "KEEP_RUNS": 0})
+    manager = app.extensions["threadlab.runs"]
+    manager.keep_runs = 1
+    found = manager.get
+
+    def get_then_prune(run_id):
+        run = found(run_id)
+        manager.prune()
+        return run
+
+    monkeypatch.setattr(manager, "get", get_then_prune)
+    yield app, manager, old
+    manager.shutdown(timeout=2)
+
+
+@pytest.mark.parametrize("url", ["/api/runs/{}", "/api/runs/{}/state?t=0", "/runs/{}/moment?t=0",
+                                 "/api/runs/{}/events", "/runs/{}/timeline"])
+def test_a_run_pruned_between_lookup_and_read_is_a_404_never_a_read_of_a_deleted_folder(racing_app, url):
+    app, manager, old = racing_app
+    response = app.test_client().get(url.format(old), headers={"Host": "127.0.0.1:8765"})
+    assert response.status_code == 404, response.get_data()[:200]
+    assert not (manager.runs_dir / old).exists()
+
+
+def test_a_download_keeps_its_run_until_the_response_is_closed(tmp_path):
+    from app import create_app
+
+    old, _ = ended_runs(tmp_path, 2)
+    app = create_app({"DATA_DIR": str(tmp_path), "LESSONS_DIR": str(FAULT_LESSONS), "PORT": 8765,
+                      "KEEP_RUNS": 0})
+    manager = app.extensions["threadlab.runs"]
+    manager.keep_runs = 1
+    response = app.test_client().get(f"/api/runs/{old}/events?download=1",
+                                     headers={"Host": "127.0.0.1:8765"}, buffered=False)
+    assert response.status_code == 200
+    manager.prune()
+    assert (manager.runs_dir / old).exists(), "not pruned under an open download"
+    response.close()
+    assert not (manager.runs_dir / old).exists() and manager.get(old) is None, "pruned once closed"
 
 
 # -- live: the stress test ------------------------------------------------------------------------
