@@ -8,7 +8,9 @@ sample only when something changed), never the events themselves.
 A lane is one thread's life, keyed by ident *and* start: CPython gives a finished thread's ident to
 the next one and lessons reuse names, so "Handler-1" started twice gets two lanes, the second shown as
 "Handler-1 ·2". Snapshot rows are matched to lanes by ident and ``native_id`` (the OS thread id, which
-is not reused while two threads could be confused).
+is not reused while two threads could be confused). A lane once ended stays ended: a snapshot taken
+just before the end and written after it, or an end event after a snapshot that saw it finished, is
+the same life, never a second lane nor a second crash.
 
 States come from two sources. ``thread``/``state`` events are true transitions and win; a snapshot's
 state is used for what no traced primitive reports (sleeping, waiting-io, an untraced wait), and for
@@ -74,7 +76,7 @@ class ViewModel(Questions):
         self.status: str | None = None
         self.exit_code: int | None = None
         self.results: dict[str, Any] = {}
-        self.exception: str | None = None  # the last line of the last stderr traceback
+        self.exception: str | None = None  # the last line of the last traceback (stderr or logged)
         self._in_traceback = False
         self.rows = 0  # log rows (events of LOG_KINDS), whatever their time says
         self.newest_rows: deque[int] = deque(maxlen=HISTORY_ROWS)  # their line numbers, the newest
@@ -208,13 +210,27 @@ class ViewModel(Questions):
             lane.by_event, lane.daemon = True, bool(event.get("daemon"))
             lane.native = event.get("native_id", lane.native)  # tells a reused ident's snapshot rows apart
         elif op in ("end", "crash"):
-            lane = lane or self._new_lane(name, ident, t)  # born and gone before anyone saw it
             crash = None
             if op == "crash":
                 exc = event.get("exc") if isinstance(event.get("exc"), dict) else {}
                 crash = {"type": as_text(exc.get("type"), "Exception"),
                          "message": as_text(exc.get("message"), ""), "where": event.get("where"), "t": t}
-            self._end(lane, t, crash)
+            if lane is None and (lane := self._match(name, ident, event.get("native_id"))) is not None \
+                    and lane.end is not None:
+                # A snapshot saw it finished first: the same life, whose end (and crash) this
+                # event tells exactly. Never a second lane, nor a crash counted twice.
+                self._reopen(lane, t)
+            self._end(lane or self._new_lane(name, ident, t), t, crash)  # new: born and gone unseen
+
+    @staticmethod
+    def _reopen(lane: Lane, t: float) -> None:
+        """Undo a lane's end drawn from a snapshot, for an exact end event at ``t`` to redo it: the
+        sample's end is up to an interval late, the event's is when it happened."""
+        if t < lane.end and lane.cs and lane.cs[-1] in ("done", "crashed"):
+            lane.ct.pop()
+            lane.cs.pop()
+            lane.co.pop()
+            lane.end, lane.crash = None, None  # the event says how it ended
 
     def _on_state(self, t: float, event: dict[str, Any]) -> bool:
         lane = self._open_lane(event.get("ident"), as_text(event.get("thread")))
@@ -236,10 +252,15 @@ class ViewModel(Questions):
                 continue
             lane = self._match(name, ident, native)
             alive = row.get("alive") is not False and row.get("state") not in ("done", "crashed")
-            if lane is None or (lane.end is not None and alive):
+            if lane is not None and lane.end is not None:
+                if not alive or t <= lane.end or (native is not None and lane.native == native):
+                    # Already ended: a finished thread the sampler still lists, or a live row
+                    # taken just before the thread's end event and written after it (the same
+                    # OS thread). Neither revives the lane nor counts its crash again.
+                    continue
+                lane = None  # a later life of the same name (no native id to tell them apart)
+            if lane is None:
                 lane = self._new_lane(name, ident, t)
-            elif lane.end is not None:
-                continue  # a finished thread the sampler still lists: already ended
             present.add(id(lane))
             lane.seen, lane.native, lane.daemon = True, native, bool(row.get("daemon"))
             if lane.name != name:  # renamed while running (thread.name = ...)
@@ -306,6 +327,10 @@ class ViewModel(Questions):
 
     def _on_log(self, t: float, event: dict[str, Any]) -> None:
         error = event.get("level") in ("ERROR", "CRITICAL") or event.get("exc")
+        if error and isinstance(event.get("exc"), str):  # a traceback logged (log.exception)
+            last = event["exc"].rstrip().rpartition("\n")[2]
+            if _EXC_LINE.match(last):
+                self.exception = last[:300]
         if self._marks >= MAX_MARKS and not error:
             return  # as _mark would, before the work for a tick nobody draws (most of a flood)
         self._mark(t, as_text(event.get("thread")), event.get("thread_id"), "error" if error else "log",

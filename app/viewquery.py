@@ -46,12 +46,14 @@ class Questions:
                     "daemon": lane.daemon,
                     "exc": {k: crash[k] for k in ("type", "message", "where")} if crash else None,
                 })
+            # The newest cycle reported by t, as it stood then: broken only if it had broken by t
+            # (a scrub to before the break must not show the outcome), as the live banner is.
             deadlock = None
             for dl in self._deadlocks:
-                if dl["formed"] <= at and (dl["broken"] is None or dl["broken"] > at):
+                if dl["formed"] <= at:
                     deadlock = {"cycle": dl["cycle"], "since": self.rel(dl["since"]),
                                 "formed_at": self.rel(dl["formed"])}
-                    if dl["broken"] is not None:
+                    if dl["broken"] is not None and dl["broken"] <= at:
                         deadlock.update(broken_at=self.rel(dl["broken"]), how=dl["how"])
             i = bisect_right(self._log_t, at) - 1  # log times are in arrival order: near enough sorted
             return {"t": t, "duration": self.duration, "threads": threads, "deadlock": deadlock,
@@ -92,9 +94,15 @@ class Questions:
             crashed = sum(1 for lane in self._lanes if lane.crash)
             why = None
             if self.status == "failed" or (self.exit_code not in (None, 0)):
-                code = self.exit_code if self.exit_code is not None else "?"
-                why = f"exit code {code}: {self.exception}" if self.exception \
-                    else f"exit code {code} (no traceback)"
+                code = self.exit_code
+                # Said only of what the log shows: a traceback, or none (the lesson returned its
+                # own non-zero code, as a lesson whose check fails does), or no exit code at all.
+                if code is None:
+                    why = "no exit code: the lesson never started or its supervisor failed (see the log)"
+                elif self.exception:
+                    why = f"exit code {code}: {self.exception} (traceback in the log)"
+                else:
+                    why = f"exit code {code}: the lesson's own check failed (no traceback)"
             failed = [k for k in ("passed", "ok", "success") if self.results.get(k) is False]
             # An exercise's verdict is not the run's: a try that misses its goal ran well (#check).
             if failed and why is None:

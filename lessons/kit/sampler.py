@@ -7,10 +7,13 @@ in both modes it watches the traced locks' wait-for graph and reports a cycle th
 Threads named ``threadlab-…`` are the kit's own and are left out of everything.
 
 A thread can start and finish between two samples (lesson 01's short workers on a busy machine).
-So that it still shows in the table, every new thread announces itself once:
-``threading.setprofile`` installs a hook that each thread started afterwards calls on its first
-Python call; the hook notes the thread and removes itself, so the thread runs unprofiled from then
-on (one call's cost, not one per call).
+So that it still shows in the table, every new thread is announced to the running sampler, which
+gives it a row at its next sample. With the thread hooks below (JSON mode), each lesson thread
+announces itself as it ends, after its ``end``/``crash`` event: this needs no profile hook, so a
+lesson that installs its own ``threading.setprofile`` (14 does, replacing any other) still has
+every worker in the table. A sampler running without those hooks (tests of the sampler alone)
+falls back on a ``threading.setprofile`` hook that each thread started afterwards calls on its
+first Python call; it notes the thread and removes itself (one call's cost, not one per call).
 
 Snapshots are samples; a thread's life is also told as it happens. In JSON mode ``kit.setup``
 calls :func:`install_thread_hooks`, which wraps ``Thread._bootstrap_inner`` (the method every
@@ -69,6 +72,10 @@ def cpu_seconds(native_id: int | None) -> float | None:
 # Installed and removed only by kit.setup(), always under kit._sampler_lock: one writer at a time.
 # The original is kept on the wrapper, so installing again wraps the original, never a wrapper.
 _WRAPS = "__threadlab_wraps__"
+# The running sampler's list of newborn threads (Sampler._born), or None: set by Sampler.start and
+# cleared by Sampler.stop, which kit.setup calls under kit._sampler_lock (one writer); read by each
+# ending lesson thread as one load of a module global, and appended to atomically (see _born).
+_born_sink: list[threading.Thread] | None = None
 # Set on a crashed Thread object by that thread alone, once, inside threading's excepthook call,
 # which comes before the thread leaves threading's table: whoever sees it finished sees this too.
 CRASH_ATTR = "_threadlab_crash"
@@ -136,6 +143,12 @@ def install_thread_hooks() -> None:
                 _life(op, self, self.ident, self.native_id, exc=exc, where=crash["where"])
             else:
                 _life(op, self, self.ident, self.native_id)
+            # After its end event, so a snapshot showing it finished never precedes that event.
+            # At the end, not the start: not yet in threading's table, a thread announced before
+            # it ran would be sampled as already done.
+            sink = _born_sink
+            if sink is not None:
+                sink.append(self)
 
     setattr(_bootstrap_inner, _WRAPS, original)
     threading.Thread._bootstrap_inner = _bootstrap_inner  # type: ignore[attr-defined]
@@ -240,7 +253,8 @@ class Sampler:
         self._rows: dict[threading.Thread, dict[str, Any]] = {}
         self._last_written: list[dict[str, Any]] | None = None
         self._last_time = 0.0
-        # Appended by each new thread (one list.append: atomic, no lock, see _note_new_thread);
+        # Appended by each ending lesson thread (install_thread_hooks) or each new one
+        # (_note_new_thread): one list.append, atomic, no lock;
         # drained only under _lock, by copying then deleting that many from the front, so an
         # append landing in between stays for the next sample.
         self._born: list[threading.Thread] = []
@@ -255,7 +269,9 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, name="threadlab-sampler", daemon=True)
 
     def start(self) -> None:
+        global _born_sink
         if self.snapshots:
+            _born_sink = self._born
             threading.setprofile(self._note_new_thread)
         self._thread.start()
 
@@ -271,8 +287,11 @@ class Sampler:
         # Remove our hook, not one the lesson installed since. threading offers no compare-and-
         # swap, so a lesson calling threading.setprofile between this check and the reset would
         # lose its hook; lessons set it (if ever) in their main thread before this runs at exit.
+        global _born_sink
         if threading.getprofile() == self._note_new_thread:
             threading.setprofile(None)
+        if _born_sink is self._born:
+            _born_sink = None
         self._stop.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=1.0)
@@ -306,8 +325,8 @@ class Sampler:
         # other threads' stacks: {} on a free-threaded build, where rows fall back to the traced
         # primitives' state and have no "where" (the snapshot says so in "limited").
         current = frames.current_frames()
-        # Drain the newborn before listing the living:
-        # a newborn missing from that list has finished.
+        # Drain the newborn (and the announced ended) before listing the living:
+        # one of them missing from that list has finished.
         born = self._born[:]
         del self._born[: len(born)]  # one appending meanwhile is kept for the next sample
         alive = [t for t in threading.enumerate() if not is_kit_thread(t)]

@@ -124,8 +124,11 @@ def test_lesson_09_deadlock_is_seen_through_the_api(server):
     state = server.get_json(f"/api/runs/{run_id}/state?t={formed['t'] - events[0]['t'] + 0.01:.3f}")
     assert state["deadlock"] and {c["thread"] for c in state["deadlock"]["cycle"]} == \
         {c["thread"] for c in formed["cycle"]}
+    assert "broken_at" not in state["deadlock"], "before the break, the outcome is not known yet"
     after = server.get_json(f"/api/runs/{run_id}/state?t={broken['t'] - events[0]['t'] + 0.01:.3f}")
-    assert after["deadlock"] is None, "the banner comes down once the cycle is broken"
+    # After it, the banner says when and how it broke (as the live one does), no longer a deadlock.
+    assert after["deadlock"]["how"] == broken["how"]
+    assert after["deadlock"]["broken_at"] == pytest.approx(broken["t"] - events[0]["t"], abs=0.002)
     rows = [row for e in events if e["kind"] == "threads" for row in e["threads"]]
     assert any(row["state"] == "waiting-lock" for row in rows)
     assert any(row["holds"] for row in rows)

@@ -55,3 +55,25 @@ def test_sigusr1_without_a_handler_ends_the_process(lesson):
     assert run.returncode == -signal.SIGUSR1
     assert not run.of_kind("result")
     assert any(m.startswith("faulthandler|") for m in run.messages())  # the hunt came first
+
+
+def test_every_worker_is_in_the_table_and_the_view_model_though_the_lesson_sets_its_own_profile(lesson):
+    # Lesson 14's threading.setprofile replaces any hook set before it: the busy and crashing
+    # workers live between two samples, and were missing from the table when the kit relied on a
+    # profile hook of its own to hear of them.
+    from app.viewmodel import ViewModel
+
+    run = lesson("14", "--calls", "5000")
+    assert run.returncode == 0, run.stderr[-3000:]
+    workers = {e["name"] for e in run.of_kind("thread") if e["op"] == "start"}
+    assert workers >= {"Busy-Worker-1", "Busy-Worker-2", "Crashing-Worker", "Stuck-Worker", "Heartbeat"}
+    table = {row["name"]: row for row in run.of_kind("threads")[-1]["threads"]}  # the live table
+    assert workers <= set(table), workers - set(table)
+    assert table["Crashing-Worker"]["state"] == "crashed"
+    assert {table[name]["state"] for name in workers - {"Crashing-Worker"}} == {"done"}
+    model = ViewModel()
+    for event in run.events:
+        model.fold(event)
+    lanes = {th["lane"]: th for th in model.state_at(model.duration)["threads"]}
+    assert set(lanes) == workers | {"MainThread"}  # one lane each: no worker twice, none missing
+    assert lanes["Crashing-Worker"]["state"] == "crashed" and model.summary()["crashed"] == 1

@@ -128,12 +128,18 @@ def test_deadlocks_formed_and_broken_and_the_older_form(tmp_path):
         {"kind": "deadlock", "t": 1.0, "op": "formed", "cycle": cycle, "since": T0 + 0.7},
         {"kind": "deadlock", "t": 2.0, "op": "broken", "how": "timeout"},
         {"kind": "deadlock", "t": 3.0, "cycle": cycle}, snap(4.0, row("A", 1), row("B", 2))])
-    assert model.state_at(0.9)["deadlock"] is None
+    assert model.state_at(0.9)["deadlock"] is None  # the cycle is only said once reported
     first = model.state_at(1.5)["deadlock"]
     assert first["cycle"] == cycle and first["since"] == pytest.approx(0.7)
-    assert first["broken_at"] == pytest.approx(2.0) and first["how"] == "timeout"
-    assert model.state_at(2.5)["deadlock"] is None
-    assert "broken_at" not in model.state_at(3.5)["deadlock"]
+    assert first["formed_at"] == pytest.approx(1.0)
+    # Before the break the banner must not know how it will end (it said "broken" at 1.5 s).
+    assert "broken_at" not in first and "how" not in first
+    broken = model.state_at(2.5)["deadlock"]
+    assert broken["broken_at"] == pytest.approx(2.0) and broken["how"] == "timeout"
+    assert broken["formed_at"] == pytest.approx(1.0)  # the first cycle, as the live banner shows it
+    second = model.state_at(3.5)["deadlock"]  # the older form: no op, never broken
+    assert second["formed_at"] == pytest.approx(3.0) and "broken_at" not in second
+    assert model.summary()["deadlocked"] == 1
 
 
 def test_garbage_lines_are_skipped(tmp_path):
@@ -186,10 +192,10 @@ def test_why_a_run_failed(tmp_path):
         {"kind": "stderr", "t": 0.0, "text": '  File "x.py", line 1, in <module>'},
         {"kind": "stderr", "t": 0.0, "text": "RuntimeError: boom"},
         {"kind": "status", "t": 0.1, "status": "failed", "exit_code": 1}])
-    assert model.summary()["why"] == "exit code 1: RuntimeError: boom"
+    assert model.summary()["why"] == "exit code 1: RuntimeError: boom (traceback in the log)"
     (tmp_path / "b").mkdir()
     plain = model_of(tmp_path / "b", [{"kind": "status", "t": 0.1, "status": "failed", "exit_code": 2}])
-    assert plain.summary()["why"] == "exit code 2 (no traceback)"
+    assert plain.summary()["why"] == "exit code 2: the lesson's own check failed (no traceback)"
     (tmp_path / "c").mkdir()
     result = model_of(tmp_path / "c", [{"kind": "result", "t": 0.1, "values": {"passed": False}},
                                        {"kind": "status", "t": 0.2, "status": "exited", "exit_code": 0}])
@@ -228,3 +234,81 @@ def test_a_state_event_newer_than_the_last_sample_says_what_the_thread_waits_for
     assert (joining["state"], joining["waiting_for"]) == ("waiting-join", "Worker-1")
     after = by_lane(model.state_at(0.45))["MainThread"]
     assert (after["state"], after["waiting_for"]) == ("running", None)
+
+
+def failed_run(code: int | None) -> FakeRun:
+    run = FakeRun(None)
+    run.status, run.exit_code = "failed", code
+    return run
+
+
+def test_a_failed_run_says_why_a_traceback_or_its_own_check(tmp_path):
+    (tmp_path / "a").mkdir()
+    raised = model_of(tmp_path / "a", [
+        {"kind": "stderr", "t": 0.0, "text": "Traceback (most recent call last):"},
+        {"kind": "stderr", "t": 0.0, "text": '  File "x.py", line 1, in <module>'},
+        {"kind": "stderr", "t": 0.0, "text": "KeyError: 'x'"},
+        {"kind": "status", "t": 0.1, "status": "failed", "exit_code": 1}])
+    assert status_text(failed_run(1), raised) == {
+        "text": "failed 1 · KeyError: 'x' (traceback in the log)", "warning": True}
+    (tmp_path / "b").mkdir()
+    checked = model_of(tmp_path / "b", [  # lesson 05 with its check failing: returns 1, no traceback
+        {"kind": "log", "t": 0.0, "thread": "MainThread", "level": "INFO", "msg": "locked 3998 of 4000"},
+        {"kind": "status", "t": 0.1, "status": "failed", "exit_code": 1}])
+    text = status_text(failed_run(1), checked)["text"]
+    assert text == "failed 1 · the lesson's own check failed (no traceback)"
+    assert "traceback in the log" not in text
+    (tmp_path / "c").mkdir()
+    logged = model_of(tmp_path / "c", [  # the lesson logged the exception, then returned 1
+        {"kind": "log", "t": 0.0, "thread": "MainThread", "level": "ERROR", "msg": "gave up",
+         "exc": "Traceback (most recent call last):\n  File \"x.py\", line 2, in f\nTimeoutError: late\n"},
+        {"kind": "status", "t": 0.1, "status": "failed", "exit_code": 1}])
+    assert status_text(failed_run(1), logged)["text"] == \
+        "failed 1 · TimeoutError: late (traceback in the log)"
+    (tmp_path / "d").mkdir()
+    unstarted = model_of(tmp_path / "d", [{"kind": "status", "t": 0.0, "status": "failed", "reason": "busy"}])
+    text = status_text(failed_run(None), unstarted)["text"]
+    assert text.startswith("failed · the lesson never started") and "check" not in text
+
+
+def test_a_sample_taken_before_a_threads_end_but_written_after_it_is_no_new_lane(tmp_path):
+    # The sampler saw Worker alive just before it ended; its snapshot reached the log after the
+    # thread's own end event (whatever time it carries). It must not reopen a lane or add a row.
+    for stamp in (0.95, 1.05):
+        (tmp_path / str(stamp)).mkdir()
+        model = model_of(tmp_path / str(stamp), [
+            thread(0.0, "start", "MainThread", 1, native_id=10),
+            thread(0.5, "start", "Worker", 5, native_id=50), thread(1.0, "end", "Worker", 5, native_id=50),
+            snap(stamp, row("MainThread", 1, native=10), row("Worker", 5, native=50)),
+            snap(1.5, row("MainThread", 1, native=10),
+                 row("Worker", 5, native=50, state="done", alive=False))])
+        at = by_lane(model.state_at(1.2))
+        assert set(at) == {"MainThread", "Worker"}, stamp
+        assert at["Worker"]["state"] == "done"
+        assert [lane["display"] for lane in model.lanes_between(T0, T0 + 2)] == ["MainThread", "Worker"]
+
+
+def test_a_crash_told_by_its_event_and_by_samples_counts_once(tmp_path):
+    model = model_of(tmp_path, [
+        thread(0.0, "start", "W", 5, native_id=50),
+        thread(1.0, "crash", "W", 5, native_id=50, exc={"type": "KeyError", "message": "k"},
+               where="l.py:9 f"),
+        snap(0.98, row("W", 5, native=50)),  # taken just before the crash, written after it
+        snap(1.2, row("W", 5, native=50, state="crashed", alive=False, exc={"type": "KeyError"}))])
+    assert model.summary()["crashed"] == 1
+    assert list(by_lane(model.state_at(1.3))) == ["W"]
+    assert by_lane(model.state_at(1.3))["W"]["state"] == "crashed"
+
+
+def test_a_crash_event_after_a_sample_saw_the_thread_finished_is_the_same_life(tmp_path):
+    # The other order: a sample saw it finished (late, at 1.2) before its crash event (at 1.0)
+    # reached the log. The event's exact time wins; still one lane and one crash.
+    model = model_of(tmp_path, [
+        thread(0.0, "start", "W", 5, native_id=50),
+        snap(1.2, row("W", 5, native=50, state="crashed", alive=False, exc={"type": "KeyError"})),
+        thread(1.0, "crash", "W", 5, native_id=50, exc={"type": "KeyError", "message": "k"},
+               where="l.py:9 f")])
+    assert model.summary()["crashed"] == 1
+    at = by_lane(model.state_at(1.1))
+    assert list(at) == ["W"] and at["W"]["state"] == "crashed"
+    assert at["W"]["exc"] == {"type": "KeyError", "message": "k", "where": "l.py:9 f"}
