@@ -2,7 +2,9 @@
 
 ``python -m lessons.kit.describe PATH`` imports the file and prints one JSON line: its docstring,
 parser, ``SIGNALS`` and ``REQUIRES``. A teacher's file may hang, exit, crash or fork at import; each
-becomes an :class:`Unreadable` with the reason the index shows beside the lesson.
+becomes an :class:`Unreadable` with the reason the index shows beside the lesson. The probe runs in
+a session of its own, and its whole process group is killed when it answers or runs out of time;
+what the lesson started outside that group, the describer itself kills (it is a subreaper).
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
+SWEEP_S = 0.5  # seconds at most to kill what a hung probe's lesson started, a generation a round
 ANSWER_LIMIT = 4 * 1024 * 1024  # bytes of JSON a probe may send; a lesson's metadata is a few KB
 
 
@@ -26,11 +31,30 @@ class Unreadable(Exception):
     """The probe gave no usable answer; the message is the reason shown beside the lesson."""
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    # Before the probe is reaped, so its pid (the group id) cannot have been reused; the group
-    # also holds whatever the lesson forked or spawned.
+def _kill_group(proc: subprocess.Popen) -> bool:
+    """Kill the probe and all it left behind; whether the lesson had started a process.
+
+    The group holds whatever the lesson forked or spawned, but not a process that left it (a
+    ``setsid``, a daemon): the describer is a child subreaper, so those are its children. It kills
+    them itself when it answers; one that never answers is stopped first, so it cannot reap a
+    child meanwhile and each child's pid stays that child's while we kill it. A killed child's
+    own children are the probe's next, so it goes a generation a round. All before the probe is
+    reaped, so its pid (the group id) cannot have been reused."""
+    started = False
+    with contextlib.suppress(psutil.Error, OSError):
+        os.kill(proc.pid, signal.SIGSTOP)
+        probe_process, give_up = psutil.Process(proc.pid), time.monotonic() + SWEEP_S
+        while time.monotonic() < give_up:
+            live = [c for c in probe_process.children() if c.status() != psutil.STATUS_ZOMBIE]
+            if not live:
+                break
+            started = True
+            for child in live:
+                child.kill()
+            time.sleep(0.005)  # the kill lands, and the orphans move up to the probe
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    return started
 
 
 def _read_line(proc: subprocess.Popen, deadline: float) -> tuple[bytes, bool]:
@@ -63,14 +87,14 @@ def probe(path: Path, timeout: float) -> dict[str, Any]:
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    returncode = None
+    returncode, started = None, False
     try:
         data, eof = _read_line(proc, deadline)
         if eof and b"\n" not in data:
             # It closed its stdout: its exit status says why (read before the kill changes it).
             returncode = _exit_status(proc.pid, deadline)
     finally:
-        _kill_group(proc)
+        started = _kill_group(proc)
         proc.stdout.close()
         proc.wait()
     if b"\n" in data:
@@ -85,6 +109,8 @@ def probe(path: Path, timeout: float) -> dict[str, Any]:
         return answer
     if len(data) > ANSWER_LIMIT:
         raise Unreadable("gave an answer too large to read")
+    if started:
+        raise Unreadable(f"started a process at import (and gave no answer in {timeout:g} s)")
     if returncode is None:
         raise Unreadable(f"hung at import (no answer in {timeout:g} s)")
     if returncode < 0:

@@ -4,10 +4,14 @@ A teacher's file may do anything at import: start threads and join them all, loo
 ``raise SystemExit(main())`` with no ``__main__`` guard. So the server never imports a lesson: a
 short-lived subprocess (:mod:`lessons.kit.describe`) does, in its own process group, and answers one
 JSON line (docstring, parser options, ``SIGNALS``, ``REQUIRES``). No answer within
-``METADATA_TIMEOUT``, a crash, an exit or a fork lists the file as unavailable with the reason, and
-the whole group is killed. Answers (failures too) are cached by path, mtime and size (the lesson's
-and its exercise file's, ``exercises/<stem>.toml``) for the life of the process, so page loads and
-the many ``Registry`` objects of the tests cost a ``stat`` or two per file.
+``METADATA_TIMEOUT``, a crash, an exit, a fork or a process started at import lists the file as
+unavailable with the reason, and the whole group is killed. Describing a folder has one overall
+deadline (``DESCRIBE_DEADLINE``): a file still being described then is listed as unavailable for
+this request only (``Lesson.pending``) while its probe finishes in the background, and a later
+request shows the probe's answer, so the index answers within 2 s whatever a file does. Answers
+(failures too) are cached by path, mtime and size (the lesson's and its exercise file's,
+``exercises/<stem>.toml``) for the life of the process, so page loads and the many ``Registry``
+objects of the tests cost a ``stat`` or two per file.
 
 A file with no ``build_parser`` is a *plain program* (``Lesson.plain``): the describer reads it from
 its syntax tree without running it, and a run passes it free-form arguments through
@@ -21,7 +25,9 @@ import importlib.util
 import re
 import textwrap
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +44,12 @@ _SECTION_RE = re.compile(rf"^({'|'.join(SECTION_NAMES)}):\s*$")
 EXTRA_MODULES = {"qt": "PySide6"}
 SUMMARY_CHARS = 120  # a summary ends at the first sentence end past this many characters
 PARAM_TYPES = ("int", "float", "str", "bool", "choice")
-PROBE_WORKERS = 8  # probes mostly wait (startup, a hung file): more than the 2 cores is fine
+# Probes mostly wait (startup, a hung file): more than the 2 cores is fine. Enough for a whole
+# folder at once, so no probe's own timeout starts late, queued behind others.
+PROBE_WORKERS = 16
+# Seconds one listing waits for its probes in all: a little over METADATA_TIMEOUT, so a file that
+# hangs is reported by its own probe when it can be, and the index (render included) within 2 s.
+DESCRIBE_DEADLINE = defaults.METADATA_TIMEOUT + 0.25
 PROGRAM_PREFIX = "program:"  # the lesson id of a run of a program given by path (threadlab watch)
 
 @dataclass
@@ -75,6 +86,7 @@ class Lesson:
     exercises_error: str = ""  # why its exercise file could not be used (the lesson still runs)
     error: str = ""  # why the file could not be read, if it could not
     plain: bool = False  # no build_parser: free-form arguments, run under lessons.kit.run
+    pending: bool = False  # its probe was still running at the listing's deadline (error says so)
 
     @property
     def summary(self) -> str:
@@ -172,8 +184,14 @@ _cache_lock = threading.Lock()
 _cache: dict[Path, tuple[tuple, Future[Lesson]]] = {}
 
 
-def _unreadable(path: Path, reason: str) -> Lesson:
-    return Lesson(id=path.stem, number=path.name[:2], path=path, title=path.stem, error=reason)
+def _unreadable(path: Path, reason: str, pending: bool = False) -> Lesson:
+    return Lesson(id=path.stem, number=path.name[:2], path=path, title=path.stem, error=reason,
+                  pending=pending)
+
+
+# Lives as long as the process: a probe past a listing's deadline goes on here after the request
+# has answered (a `with` block would wait for it). Each probe ends within METADATA_TIMEOUT.
+_pool = ThreadPoolExecutor(PROBE_WORKERS, "threadlab-registry")
 
 
 def file_stamp(path: Path) -> tuple | None:
@@ -197,11 +215,14 @@ def _fulfil(path: Path, future: Future[Lesson]) -> None:
         future.set_result(_unreadable(path, f"could not be read: {type(exc).__name__}"))
 
 
-def load_lessons(paths: list[Path]) -> list[Lesson]:
+def load_lessons(paths: list[Path], wait: float = DESCRIBE_DEADLINE) -> list[Lesson]:
     """The lessons of ``paths`` (in order; files gone meanwhile are left out), probing changed
-    files side by side and the rest from the cache."""
+    files side by side and the rest from the cache. A file whose probe has not answered within
+    ``wait`` seconds in all is a ``pending`` placeholder; its probe goes on, and a later call gets
+    its answer from the cache."""
+    deadline = time.monotonic() + wait
     todo: list[tuple[Path, Future[Lesson]]] = []
-    futures: list[Future[Lesson]] = []
+    futures: list[tuple[Path, Future[Lesson]]] = []
     with _cache_lock:
         for path in paths:
             stamp = file_stamp(path)
@@ -212,20 +233,23 @@ def load_lessons(paths: list[Path]) -> list[Lesson]:
                 entry = (stamp, Future())
                 _cache[path.absolute()] = entry
                 todo.append((path, entry[1]))
-            futures.append(entry[1])
+            futures.append((path, entry[1]))
+    submitted = 0
     try:
-        if todo:
-            with ThreadPoolExecutor(min(PROBE_WORKERS, len(todo)), "threadlab-registry") as pool:
-                for path, future in todo:
-                    pool.submit(_fulfil, path, future)
+        for path, future in todo:
+            _pool.submit(_fulfil, path, future)
+            submitted += 1
     except BaseException:  # no thread to probe with (the interpreter is shutting down)
         with _cache_lock:
-            for path, future in todo:
-                if not future.done():  # answer those waiting, and do not remember it
-                    future.set_result(_unreadable(path, "could not be read: no thread to probe it"))
-                    _cache.pop(path.absolute(), None)
+            # Only the futures never handed to the pool: _fulfil alone answers the others.
+            for path, future in todo[submitted:]:
+                future.set_result(_unreadable(path, "could not be read: no thread to probe it"))
+                _cache.pop(path.absolute(), None)  # answer those waiting, and do not remember it
         raise
-    return [future.result() for future in futures]
+    done, _ = wait_futures([future for _, future in futures], max(0.0, deadline - time.monotonic()))
+    return [future.result() if future in done else
+            _unreadable(path, f"did not finish describing itself in {wait:g} s", pending=True)
+            for path, future in futures]
 
 
 def load_program(path: Path) -> Lesson:
@@ -246,24 +270,30 @@ class Registry:
         self.folder = Path(folder)
         # Invariant: _lessons is what the files listed in _stamp held, and the two change together,
         # under _lock; request threads call all()/get() at once, and a check-then-act on them
-        # without the lock could pair an old listing with a new stamp (and never re-read).
+        # without the lock could pair an old listing with a new stamp (and never re-read). A
+        # listing with a pending lesson is never stored: the next call asks the cache again.
+        # The lock is not held while probes run: a request must not queue behind another's wait
+        # (the probe cache already shares one probe per file between them).
         self._lock = threading.Lock()
         self._stamp: tuple | None = None
         self._lessons: list[Lesson] = []
 
     def all(self) -> list[Lesson]:
+        paths = sorted(self.folder.glob(LESSON_GLOB))
+        stamp = []
+        for path in paths:
+            found = file_stamp(path)
+            if found is None:  # removed since the glob; the next call lists the folder again
+                continue
+            stamp.append((path.name, found))
         with self._lock:
-            paths = sorted(self.folder.glob(LESSON_GLOB))
-            stamp = []
-            for path in paths:
-                found = file_stamp(path)
-                if found is None:  # removed since the glob; the next call lists the folder again
-                    continue
-                stamp.append((path.name, found))
-            if tuple(stamp) != self._stamp:
-                self._lessons = load_lessons(paths)
-                self._stamp = tuple(stamp)
-            return list(self._lessons)
+            if tuple(stamp) == self._stamp:
+                return list(self._lessons)
+        lessons = load_lessons(paths)
+        if not any(lesson.pending for lesson in lessons):
+            with self._lock:  # both together: this listing is what those stamps held
+                self._lessons, self._stamp = lessons, tuple(stamp)
+        return list(lessons)
 
     def get(self, key: str) -> Lesson | None:
         """A lesson by its full name (``03_producer_consumer``) or two-digit number (``03``); when

@@ -16,16 +16,24 @@ The answer is one line on the *original* stdout: ``{"doc", "signals", "requires"
 :func:`read_exercises`), or ``{"error": "..."}`` when the file cannot be read. Everything the
 lesson writes while it is imported (``print``, C-level writes, child processes) goes to stderr
 instead, so it cannot corrupt that line.
+
+No process the lesson starts outlives the probe, even one that leaves the process group
+(``start_new_session=True``, a double-forked daemon): this process is a *child subreaper*, so every
+orphaned descendant becomes its child. Before it answers it kills them all and lists the file as
+unavailable ("started a process at import"); when the import never returns, the server stops this
+process and kills its children the same way (app/probe.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import importlib.util
 import json
 import math
 import os
+import signal
 import sys
 import tomllib
 from pathlib import Path
@@ -35,6 +43,7 @@ from .args import KIT_OPTIONS, Bounded
 from .boot import PARENT_GONE_EXIT, die_with_parent, parent_gone
 
 _forked: list[int] = []  # set in the parent when the lesson calls os.fork() during import
+_PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
 
 
 def _safe(value: Any) -> Any:
@@ -198,6 +207,75 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data):]
 
 
+def _become_subreaper() -> None:
+    # Orphans the lesson leaves (a double fork, a setsid'd grandchild) are reparented to us, not
+    # to init, so _kill_children finds them. Linux only; elsewhere the server's killpg remains.
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _children() -> list[int]:
+    """This process's children, from /proc (the lesson's Popen objects are not to be trusted)."""
+    me, found = os.getpid(), []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()  # the name may hold spaces and ")"
+        except OSError:  # gone meanwhile
+            continue
+        if len(fields) > 1 and int(fields[1]) == me:
+            found.append(int(entry.name))
+    return found
+
+
+def _kill_children() -> bool:
+    """Kill every process the lesson started, grandchildren included; whether there was one.
+
+    Each child is killed and reaped before the next look: its own children, orphaned, are ours
+    then (we are a subreaper). A pid is ours until we reap it, so it cannot name another process.
+    Bounded, for a lesson that forks without end."""
+    any_found = False
+    for _ in range(100):
+        children = _children()
+        if not children:
+            break
+        any_found = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):  # reaped by the lesson's code meanwhile
+                os.waitpid(pid, 0)
+    return any_found
+
+
+def _answer(answer_fd: int, answer: dict[str, Any]) -> None:
+    """Kill what the lesson started, write the one answer line, and leave at once."""
+    try:
+        started = _kill_children()
+    except BaseException:  # the answer must still go out; the server's killpg remains
+        started = False
+    if _forked:
+        answer = {"error": "forked a process at import (os.fork)"}
+    elif started:
+        answer = {"error": "started a process at import"}
+    try:
+        line = json.dumps(answer, ensure_ascii=True, allow_nan=False)
+    except BaseException as exc:  # e.g. a lesson object whose __str__ raises
+        line = json.dumps({"error": f"could not describe: {type(exc).__name__}"})
+    # One line: the registry reads up to the newline and does not wait for end-of-file, which a
+    # child the lesson forked would hold open.
+    _write_all(answer_fd, line.encode("ascii") + b"\n")
+    # Not sys.exit: non-daemon threads the lesson started would keep this process alive.
+    os._exit(0)
+
+
 def main(argv: list[str]) -> None:
     """Describe ``argv[1]`` on the real stdout, then leave at once, whatever the lesson started."""
     # A file that hangs at import must not outlive a server that dies while it waits for us.
@@ -209,20 +287,16 @@ def main(argv: list[str]) -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     os.register_at_fork(after_in_parent=lambda: _forked.append(1))
+    _become_subreaper()
     try:
         answer = _describe(Path(argv[1])) if len(argv) == 2 else {"error": "usage: describe PATH"}
         if "error" in answer:
             answer = {"error": _safe(answer["error"])}
         else:
             answer["exercises"] = read_exercises(Path(argv[1]))
-        line = json.dumps(answer, ensure_ascii=True, allow_nan=False)
-    except BaseException as exc:  # e.g. a lesson object whose __str__ raises
-        line = json.dumps({"error": f"could not describe: {type(exc).__name__}"})
-    # One line: the registry reads up to the newline and does not wait for end-of-file, which a
-    # child the lesson forked would hold open.
-    _write_all(answer_fd, line.encode("ascii") + b"\n")
-    # Not sys.exit: non-daemon threads the lesson started would keep this process alive.
-    os._exit(0)
+    except BaseException as exc:
+        answer = {"error": f"could not describe: {type(exc).__name__}"}
+    _answer(answer_fd, answer)
 
 
 if __name__ == "__main__":
