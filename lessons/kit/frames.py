@@ -240,6 +240,17 @@ def classify(frame: FrameType | None) -> tuple[str, str]:
     return BLOCKING_CALLS.get(last, "running"), name
 
 
+def position(frame: FrameType) -> tuple[CodeType, int]:
+    """Where ``frame`` is: its code object and the offset of its last instruction (``f_lasti``).
+
+    The survey compares two looks at a thread by this: the same pair twice, and the thread may be
+    waiting there. Only ever given frames from :func:`current_frames`, so the free-threaded case
+    never gets here (that function returns ``{}`` without the GIL); under the GIL the read is as
+    safe as the module docstring says.
+    """
+    return frame.f_code, frame.f_lasti
+
+
 def lesson_frame(frame: FrameType | None, main_file: str | None) -> FrameType | None:
     """The innermost frame in the lesson's own file (else the innermost outside stdlib and kit)."""
     fallback = None

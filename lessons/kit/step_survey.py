@@ -115,7 +115,7 @@ class Looks:
             # The same place is no proof of a wait: a loop around time.sleep(0) is found there
             # on every look (it lets go of the GIL right there). The kernel's count of the
             # thread's CPU time is: it stays put only for a thread that really waits.
-            key = (frame.f_code, frame.f_lasti, state)
+            key = (*frames.position(frame), state)
             cpu = _cpu_ns(thread)
             first = self._seen.get(thread.ident)
             if first is None or first[0] != key or (
