@@ -72,7 +72,10 @@ def test_playback_speeds_change_how_fast_the_time_bar_advances(page, server, run
     for speed, rate in rates.items():
         assert 0.4 * float(speed) < rate < 1.6 * float(speed), rates
     assert rates["0.1"] < rates["0.25"] < rates["1"], rates
-    # Paused, it stays where it stopped: the table shows that instant.
+    # Paused, it stays where it stopped: once the last instant asked for has arrived (an earlier
+    # frame's may still be on screen just after the pause), the table shows that instant.
+    page.wait_for_function("""() => document.querySelector('#live').dataset.shown ===
+        new URL(document.querySelector('#timebar .tb-share').href).searchParams.get('t')""")
     rows_match_state(page, server.get_json(f"/api/runs/{run03}/state?t={shown(page):.6f}"))
     assert console_errors == []
 
