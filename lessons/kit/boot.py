@@ -80,11 +80,15 @@ def run(argv: list[str]) -> None:
     runpy.run_path(path, run_name="__main__")
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str], *, watched: bool = False) -> None:
+    """Run the program in ``argv``. ``watched``: the caller has already tied this process to the
+    server's life in its own way (the runner's kit.setup kills the whole group), which step 1's
+    plain parent-death SIGKILL would replace."""
     if not argv or argv[0] in ("-h", "--help") or (argv[0] == "-m" and len(argv) < 2):
         print(USAGE, file=sys.stderr)
         raise SystemExit(2)
-    die_with_parent()
+    if not watched:
+        die_with_parent()
     if parent_gone():
         os._exit(PARENT_GONE_EXIT)  # nothing of the program has run: nothing to flush
     try:

@@ -311,17 +311,10 @@ def main(argv: list[str]) -> None:
     _hide_kit_threads()
     if options.trace:
         install_tracing()
-    if os.environ.get("THREADLAB_PARENT_FD"):
-        # kit.setup asked Linux for SIGHUP at the server's death, with a handler that kills our
-        # whole process group (see .control). boot.main's step 1 would ask for SIGKILL again, which
-        # ends this process only: the program's children would outlive the server. We are past
-        # that step (the server launched us through boot.main), so it is skipped here.
-        boot.die_with_parent = _watched_already
-    boot.main(target)
-
-
-def _watched_already() -> bool:
-    return True
+    # kit.setup asked Linux for SIGHUP at the server's death, with a handler that kills our whole
+    # process group (see .control). boot.main's step 1 would ask for SIGKILL again, which ends this
+    # process only: the program's children would outlive the server. So it is skipped here.
+    boot.main(target, watched=bool(os.environ.get("THREADLAB_PARENT_FD")))
 
 
 if __name__ == "__main__":
