@@ -80,7 +80,14 @@ def queue_build(log: EventLog) -> None:
         _queue.append(build)
         if _worker is None:
             _worker = threading.Thread(target=_work, name="threadlab-model-builder", daemon=True)
-            _worker.start()
+            try:
+                _worker.start()
+            except RuntimeError:  # no thread to be had: no build, and the next run's end tries again
+                _worker = None
+                _queue.remove(build)
+                del _builds[folder]
+                _log.warning("no thread to build the view model in %s: it is folded when opened",
+                             folder)
 
 
 def _work() -> None:

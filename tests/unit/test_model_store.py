@@ -362,3 +362,17 @@ def test_a_page_history_is_what_a_page_viewer_takes_in_reading_every_line(tmp_pa
         assert mine == theirs, name
     assert models.page_history(FakeRun(EventLog(tmp_path / "live.jsonl", live=True), "r2", live=True), 10) \
         is None
+
+
+def test_no_thread_for_the_builder_leaves_no_build_behind(tmp_path, fresh_models, monkeypatch):
+    # A build queued with no thread to run it would make every later viewer wait for it in vain.
+    path = write_run(tmp_path / "run", steps=3000)
+    monkeypatch.setattr(model_builder, "_worker", None)
+
+    def no_thread(self) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(model_builder.threading.Thread, "start", no_thread)
+    model_builder.queue_build(EventLog(path, live=False))
+    assert model_builder._builds == {} and not model_builder._queue
+    assert model_builder._worker is None
