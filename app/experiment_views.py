@@ -12,8 +12,8 @@ from flask import Blueprint, Response, abort, current_app, jsonify, redirect, re
 from . import experiment_stats, practice, stepping
 from . import experiments as ex
 from . import params as param_rules
+from .lesson import Lesson
 from .lookup import manager, registry
-from .registry import Lesson
 from .views import body, is_htmx
 
 bp = Blueprint("experiments", __name__)

@@ -28,9 +28,9 @@ from typing import Any
 
 from . import defaults
 from .experiment_stats import NOT_STARTED
+from .lesson import Lesson
 from .output import safe_parse
 from .record import FINAL, new_run_id
-from .registry import Lesson
 from .run import Run
 from .runs import RunLimitError, RunManager, StartError
 

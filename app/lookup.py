@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from flask import abort, current_app, request
 
-from .registry import Lesson, Registry
+from .lesson import Lesson
+from .registry import Registry
 from .runs import RunManager
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from lessons.kit.args import Bounded
 
-from .registry import Lesson, Param
+from .lesson import Lesson, Param
 
 MAX_TEXT = 200  # characters in one text parameter; lessons take names and modes, not documents
 MAX_NUMBER_TEXT = 30  # digits and signs in a number; refuses "1" followed by a million zeros

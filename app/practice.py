@@ -15,9 +15,9 @@ from flask import Blueprint, abort, current_app, jsonify, render_template, reque
 
 from . import exercises, security
 from .checking import Practice
+from .lesson import Lesson
 from .lookup import body, lesson_or_404, manager
 from .params import ParamError
-from .registry import Lesson
 from .scratch import ScratchError, ScratchStore
 
 bp = Blueprint("practice", __name__)

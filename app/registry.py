@@ -21,29 +21,20 @@ watch prog.py``), through the same probe and cache, under the id ``program:<file
 
 from __future__ import annotations
 
-import importlib.util
-import re
-import textwrap
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from . import defaults, exercise_spec, exercises
-from .exercises import Exercise, Level, Prediction
+from .lesson import Lesson, parse_docstring, read_param
 from .probe import Unreadable, probe
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSON_GLOB = "[0-9][0-9]_*.py"
-SECTION_NAMES = ("Problem", "What to watch", "Expected output", "Failure modes", "Exercises")
-_SECTION_RE = re.compile(rf"^({'|'.join(SECTION_NAMES)}):\s*$")
-# Each extra a lesson may declare, and the module that proves it is installed.
-EXTRA_MODULES = {"qt": "PySide6"}
-SUMMARY_CHARS = 120  # a summary ends at the first sentence end past this many characters
-PARAM_TYPES = ("int", "float", "str", "bool", "choice")
 # Probes mostly wait (startup, a hung file): more than the 2 cores is fine. Enough for a whole
 # folder at once, so no probe's own timeout starts late, queued behind others.
 PROBE_WORKERS = 16
@@ -51,99 +42,6 @@ PROBE_WORKERS = 16
 # hangs is reported by its own probe when it can be, and the index (render included) within 2 s.
 DESCRIBE_DEADLINE = defaults.METADATA_TIMEOUT + 0.25
 PROGRAM_PREFIX = "program:"  # the lesson id of a run of a program given by path (threadlab watch)
-
-@dataclass
-class Param:
-    """One lesson option, as the form and the validator see it (plain data: it crossed a process)."""
-
-    name: str
-    flag: str
-    type: str  # int, float, str, bool, choice
-    default: Any
-    help: str
-    choices: list[Any] | None = None
-    min: float | None = None
-    max: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in
-                ("name", "flag", "type", "default", "help", "choices", "min", "max")}
-
-
-@dataclass
-class Lesson:
-    id: str  # the file's stem: "03_producer_consumer"
-    number: str  # "03"
-    path: Path
-    title: str = ""
-    sections: dict[str, str] = field(default_factory=dict)
-    params: list[Param] = field(default_factory=list)
-    signals: tuple[str, ...] = ()
-    requires: tuple[str, ...] = ()
-    exercises: list[Exercise] = field(default_factory=list)  # checked goals (app/exercises.py)
-    prediction: Prediction | None = None  # the question asked before a run, if the lesson has one
-    levels: list[Level] = field(default_factory=list)  # step-mode puzzles (app/stepping.py)
-    exercises_error: str = ""  # why its exercise file could not be used (the lesson still runs)
-    error: str = ""  # why the file could not be read, if it could not
-    plain: bool = False  # no build_parser: free-form arguments, run under lessons.kit.run
-    pending: bool = False  # its probe was still running at the listing's deadline (error says so)
-
-    @property
-    def summary(self) -> str:
-        # The Problem's opening sentences, enough for an index card (about two lines).
-        paragraph = " ".join(self.sections.get("Problem", "").split("\n\n")[0].split())
-        summary = ""
-        for sentence in re.split(r"(?<=[.!?])\s+", paragraph):
-            summary = f"{summary} {sentence}".strip()
-            if len(summary) >= SUMMARY_CHARS:
-                break
-        return summary
-
-    @property
-    def available(self) -> bool:
-        return not self.error and all(
-            importlib.util.find_spec(EXTRA_MODULES.get(extra, extra)) is not None
-            for extra in self.requires
-        )
-
-    @property
-    def source(self) -> str:
-        return self.path.read_text(encoding="utf-8", errors="replace")
-
-    def param(self, name: str) -> Param | None:
-        return next((p for p in self.params if p.name == name), None)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "number": self.number, "title": self.title, "summary": self.summary,
-            "signals": list(self.signals), "requires": list(self.requires),
-            "available": self.available, "params": [p.to_json() for p in self.params],
-            "plain": self.plain,
-        }
-
-
-def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
-    """The title (first line) and the ``Name:`` sections of a lesson docstring, dedented."""
-    lines = (doc or "").strip().splitlines()
-    if not lines:
-        return "", {}
-    title, sections, current = lines[0].strip(), {}, None
-    for line in lines[1:]:
-        match = _SECTION_RE.match(line.strip())
-        if match and not line.startswith((" ", "\t")):
-            current = match.group(1)
-            sections[current] = []
-        elif current:
-            sections[current].append(line)
-    return title, {k: textwrap.dedent("\n".join(v)).strip() for k, v in sections.items()}
-
-
-def _param(raw: dict[str, Any]) -> Param:
-    kind = raw.get("type") if raw.get("type") in PARAM_TYPES else "str"
-    choices = raw.get("choices")
-    return Param(name=str(raw["name"]), flag=str(raw["flag"]), type=kind, default=raw.get("default"),
-                 help=str(raw.get("help") or ""), choices=list(choices) if kind == "choice" else None,
-                 min=raw.get("min"), max=raw.get("max"))
 
 
 def _read_exercises(lesson: Lesson, raw: Any) -> None:
@@ -166,7 +64,7 @@ def load_lesson(path: Path, timeout: float | None = None) -> Lesson:
         lesson.title, lesson.sections = parse_docstring(str(answer.get("doc") or ""))
         lesson.signals = tuple(str(s) for s in answer.get("signals") or ())
         lesson.requires = tuple(str(r) for r in answer.get("requires") or ())
-        lesson.params = [_param(p) for p in answer.get("params") or ()]
+        lesson.params = [read_param(p) for p in answer.get("params") or ()]
         _read_exercises(lesson, answer.get("exercises"))
         lesson.plain = answer.get("plain") is True
     except Unreadable as exc:

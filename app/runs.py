@@ -32,9 +32,9 @@ from typing import Any
 
 from . import defaults, run_folders
 from .checking import Practice
+from .lesson import Lesson
 from .progress import Progress
 from .record import RunRecord, new_run_id
-from .registry import Lesson
 from .run import Command, Run
 from .slots import RunLimitError as RunLimitError  # raised by start(): callers catch it from here
 from .slots import Slots

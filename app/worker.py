@@ -17,7 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .registry import Lesson
+from .lesson import Lesson
 
 DUMP_COMMAND = b'{"cmd": "dump"}\n'  # shorter than PIPE_BUF: written whole or not at all
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app import checking, exercises, params  # noqa: E402
-from app.registry import Lesson, Registry  # noqa: E402
+from app.lesson import Lesson  # noqa: E402
+from app.registry import Registry  # noqa: E402
 from app.worker import worker_env  # noqa: E402
 
 RUN_TIMEOUT = 120.0  # seconds one run may take; lesson defaults end in seconds

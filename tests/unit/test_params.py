@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from app import create_app
+from app.lesson import Lesson, Param
 from app.params import ParamError, to_argv, validate
-from app.registry import Lesson, Param
 
 ROOT = Path(__file__).resolve().parents[2]
 
